@@ -1,0 +1,154 @@
+"""Commands: what the gateway asks of the engine, after risk has accepted them.
+
+Commands are plain, frozen, serialisable values. The audit trail journals every command in
+order, and replaying that journal into a fresh engine rebuilds the same books, so a command
+must carry everything the engine needs and nothing that depends on the wire.
+
+``session_id`` names the order's owner (a FIX session ID such as ``FIX.4.4:VENUE->BRK1``).
+A ClOrdID (11) is unique per owner, so the engine keys client order IDs by
+``(session_id, cl_ord_id)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Union
+
+from engine.orders import OrdRejReason, OrdType, Side, TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """A NewOrderSingle (D). ``price`` is None for a market order."""
+
+    session_id: str
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    order_qty: int
+    price: int | None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    account: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """An OrderCancelRequest (F) for the order whose ClOrdID was ``orig_cl_ord_id``."""
+
+    session_id: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    symbol: str
+    side: Side
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceOrder:
+    """An OrderCancelReplaceRequest (G): new price and quantity for a resting order.
+
+    ``order_qty`` is the new total quantity, filled part included, as OrderQty (38) means
+    in FIX. A decrease keeps time priority; a price change or an increase loses it.
+    """
+
+    session_id: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    symbol: str
+    side: Side
+    ord_type: OrdType
+    order_qty: int
+    price: int | None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderStatusRequest:
+    """An OrderStatusRequest (H)."""
+
+    session_id: str
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MassCancel:
+    """An OrderMassCancelRequest (q): every resting order of the session, optionally
+    narrowed to one symbol and one side."""
+
+    session_id: str
+    cl_ord_id: str
+    symbol: str | None = None
+    side: Side | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectOrder:
+    """A NewOrderSingle that risk or validation rejected before it reached a book.
+
+    It is journaled like any command so that ExecIDs stay a pure function of the journal.
+    """
+
+    order: NewOrder
+    reason: OrdRejReason
+    text: str
+
+
+Command = Union[NewOrder, CancelOrder, ReplaceOrder, OrderStatusRequest, MassCancel, RejectOrder]
+
+COMMAND_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (NewOrder, CancelOrder, ReplaceOrder, OrderStatusRequest, MassCancel, RejectOrder)
+}
+
+
+def command_to_dict(command: Command) -> dict[str, Any]:
+    """Return the command as a JSON-ready dict with its type under ``"type"``."""
+    if isinstance(command, RejectOrder):
+        body: dict[str, Any] = {
+            "order": command_to_dict(command.order),
+            "reason": command.reason.value,
+            "text": command.text,
+        }
+    else:
+        body = {
+            field.name: _plain(getattr(command, field.name))
+            for field in dataclasses.fields(command)
+        }
+    body["type"] = type(command).__name__
+    return body
+
+
+def command_from_dict(data: dict[str, Any]) -> Command:
+    """Rebuild a command from :func:`command_to_dict` output."""
+    data = dict(data)
+    type_name = data.pop("type")
+    cls = COMMAND_TYPES.get(type_name)
+    if cls is None:
+        raise ValueError(f"unknown command type {type_name!r}; expected one of {sorted(COMMAND_TYPES)}")
+    if cls is RejectOrder:
+        order = command_from_dict(data["order"])
+        if not isinstance(order, NewOrder):
+            raise ValueError(f"RejectOrder must wrap a NewOrder, got {type(order).__name__}")
+        return RejectOrder(order=order, reason=OrdRejReason(data["reason"]), text=data["text"])
+    kwargs: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        if value is not None and field.name in _ENUM_FIELDS:
+            value = _ENUM_FIELDS[field.name](value)
+        kwargs[field.name] = value
+    return cls(**kwargs)
+
+
+_ENUM_FIELDS: dict[str, type] = {"side": Side, "ord_type": OrdType, "time_in_force": TimeInForce}
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, (Side, OrdType, TimeInForce, OrdRejReason)) else value

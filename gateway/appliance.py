@@ -1,0 +1,263 @@
+"""The appliance: FIX sessions, pre-trade risk, matching engine and audit trail in one loop.
+
+The order path for one application message reads as a chain of steps:
+frame (acceptor) → verify session (Session) → normalise → risk → journal → match →
+audit the events → send the reports. The engine is called synchronously: matching
+takes microseconds and one thread keeps it deterministic.
+
+At start the engine is rebuilt by replaying the command journal from the audit trail,
+so a restart resumes the same books.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.commands import Command, MassCancel, NewOrder, RejectOrder, ReplaceOrder
+from engine.engine import MatchingEngine
+from engine.events import CancelReject, ExecutionEvent, Trade
+from engine.orders import CxlRejReason, CxlRejResponseTo, ExecType
+from gateway import reports
+from gateway.acceptor import Acceptor
+from gateway.codec import FixMessage
+from gateway.normalise import BusinessReject, MassCancelRejected, SessionReject, normalise
+from gateway.session import Session, SessionState
+from gateway.settings import SessionSettings
+from gateway.tags import MsgType, SessionRejectReason
+from gateway.timefmt import format_utc_timestamp
+from gateway.venue import VenueConfig
+from surveillance.audit import AuditTrail
+from surveillance.detectors import WashTradeDetector
+from surveillance.risk import RiskGate
+
+logger = logging.getLogger(__name__)
+
+TIMER_INTERVAL_S = 0.1
+LOGOUT_WAIT_S = 2.0
+_LEGACY_VERSIONS = frozenset({"FIX.4.0", "FIX.4.1"})  # no BusinessMessageReject (j)
+
+
+@dataclass
+class ApplianceStats:
+    """Counters for the run summary; the audit trail is the record, these are totals."""
+
+    orders_received: int = 0
+    executions: int = 0
+    rejects_by_reason: collections.Counter[str] = field(default_factory=collections.Counter)
+    alerts: int = 0
+    journal_replayed: int = 0
+
+
+class Appliance:
+    """Runs the acceptor sessions against one engine, risk gate and audit trail."""
+
+    def __init__(
+        self, sessions: list[SessionSettings], venue: VenueConfig, *, audit_path: Path
+    ) -> None:
+        if not sessions:
+            raise ValueError("no FIX sessions configured: add a [SESSION] to the settings file")
+        self.session_settings = sessions
+        self.venue = venue
+        self.audit_path = Path(audit_path)
+        self.audit = AuditTrail(self.audit_path)
+        self.engine = MatchingEngine([i.symbol for i in venue.instruments])
+        self.risk = RiskGate(venue.instruments)
+        self.wash_trades = WashTradeDetector()
+        self.stats = ApplianceStats()
+        self.sessions: dict[str, Session] = {}
+        self._acceptor: Acceptor | None = None
+        self._timer_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> dict[str, int]:
+        """Open the audit trail, rebuild the books, listen; return each session's port."""
+        await self.audit.start()
+        self._rebuild_engine()
+        self.sessions = {s.session_id: Session(s, self.audit, self) for s in self.session_settings}
+        self._acceptor = Acceptor(list(self.sessions.values()))
+        ports = await self._acceptor.start()
+        self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
+        logger.info(
+            "appliance started: %d sessions, %d instruments, audit trail %s",
+            len(self.sessions), len(self.engine.symbols), self.audit_path,
+        )
+        return ports
+
+    async def stop(self) -> None:
+        """Log every session out, stop listening and commit the audit trail."""
+        for session in self.sessions.values():
+            if session.state is SessionState.ACTIVE:
+                session.send_logout("venue shutting down")
+        deadline = asyncio.get_running_loop().time() + LOGOUT_WAIT_S
+        while any(s.state is not SessionState.DISCONNECTED for s in self.sessions.values()):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+        if self._acceptor is not None:
+            await self._acceptor.stop()
+        await self.audit.close()
+        logger.info("appliance stopped; audit trail %s", self.audit_path)
+
+    def _rebuild_engine(self) -> None:
+        count = 0
+        for _, command in self.audit.load_journal():
+            for event in self.engine.process(command):
+                if isinstance(event, Trade):
+                    self.risk.on_trade(event)
+            count += 1
+        self.stats.journal_replayed = count
+        if count:
+            logger.info("engine rebuilt from %d journaled commands", count)
+
+    async def _run_timers(self) -> None:
+        while True:
+            await asyncio.sleep(TIMER_INTERVAL_S)
+            now_us = self.audit.now_us()
+            for session in self.sessions.values():
+                session.on_timer(now_us)
+
+    # ------------------------------------------------------------------ Application
+
+    def on_logon(self, session: Session) -> None:
+        pass
+
+    def on_logout(self, session: Session) -> None:
+        pass
+
+    def on_app_message(self, session: Session, message: FixMessage) -> None:
+        outcome = normalise(session.session_id, message)
+        if isinstance(outcome, SessionReject):
+            session.send_reject(
+                message, message.get_int(34, None), outcome.reason,
+                ref_tag_id=outcome.ref_tag_id, text=outcome.text,
+            )
+        elif isinstance(outcome, BusinessReject):
+            self._send_business_reject(session, message, outcome)
+        elif isinstance(outcome, MassCancelRejected):
+            body = reports.order_mass_cancel_report(
+                outcome.cl_ord_id, "NONE", outcome.mass_cancel_request_type, "0", 0,
+                text=outcome.text, reject_reason="99",
+            )
+            session.send(MsgType.ORDER_MASS_CANCEL_REPORT, body, cl_ord_id=outcome.cl_ord_id)
+        else:
+            self.submit(session, outcome)
+
+    def _send_business_reject(
+        self, session: Session, message: FixMessage, outcome: BusinessReject
+    ) -> None:
+        if session.begin_string in _LEGACY_VERSIONS:
+            session.send_reject(
+                message, message.get_int(34, None), SessionRejectReason.INVALID_MSG_TYPE,
+                text=outcome.text,
+            )
+        else:
+            session.send_business_reject(message, outcome.reason, outcome.text, outcome.ref_id)
+
+    # ------------------------------------------------------------------ order path
+
+    def submit(self, session: Session, command: Command) -> None:
+        """Risk-check, journal and match one command, then report the events."""
+        if isinstance(command, (NewOrder, RejectOrder)):
+            self.stats.orders_received += 1
+        if isinstance(command, (NewOrder, ReplaceOrder)):
+            checked = self._check_risk(session, command)
+            if checked is None:
+                return
+            command = checked
+
+        command_seq = self.audit.record_command(command)
+        if isinstance(command, RejectOrder):
+            self.stats.rejects_by_reason[command.reason.name] += 1
+        events = self.engine.process(command)
+        transact_time = format_utc_timestamp(self.audit.now_us())
+        canceled = 0
+        for event in events:
+            self.audit.record_event(event, command_seq=command_seq)
+            if isinstance(event, ExecutionEvent):
+                canceled += event.exec_type is ExecType.CANCELED
+                self._send_execution_report(event, transact_time)
+            elif isinstance(event, CancelReject):
+                self._send_cancel_reject(event, transact_time)
+            else:
+                self._on_trade(event)
+        if isinstance(command, MassCancel):
+            self._send_mass_cancel_report(session, command, canceled)
+
+    def _check_risk(
+        self, session: Session, command: NewOrder | ReplaceOrder
+    ) -> Command | None:
+        """Return the command to journal, or None when a rejected replace was answered."""
+        decision = self.risk.check(command)
+        self.audit.record_decision(
+            session_id=session.session_id,
+            cl_ord_id=command.cl_ord_id,
+            control=decision.control.value if decision.control else "RISK_ALL",
+            accepted=decision.accepted,
+            reason_code=decision.control.value if decision.control else "ACCEPTED",
+            limit=decision.limit,
+            value=decision.value,
+            text=decision.text,
+            command_seq=None,
+        )
+        if decision.accepted:
+            return command
+        logger.info(
+            "%s: risk reject of ClOrdID %s: %s", session.session_id, command.cl_ord_id, decision.text
+        )
+        if isinstance(command, NewOrder):
+            assert decision.ord_rej_reason is not None
+            return RejectOrder(order=command, reason=decision.ord_rej_reason, text=decision.text)
+        self.stats.rejects_by_reason[decision.control.name if decision.control else "RISK"] += 1
+        reject = CancelReject(
+            session_id=command.session_id,
+            cl_ord_id=command.cl_ord_id,
+            orig_cl_ord_id=command.orig_cl_ord_id,
+            order_id=command.order_id,
+            ord_status=None,
+            response_to=CxlRejResponseTo.REPLACE,
+            reason=CxlRejReason.OTHER,
+            text=decision.text,
+        )
+        self._send_cancel_reject(reject, format_utc_timestamp(self.audit.now_us()))
+        return None
+
+    def _on_trade(self, trade: Trade) -> None:
+        self.stats.executions += 1
+        self.risk.on_trade(trade)
+        alert = self.wash_trades.on_trade(trade)
+        if alert is not None:
+            self.stats.alerts += 1
+            logger.warning("surveillance alert %s: %s", alert.detector, alert.text)
+
+    def _send_execution_report(self, event: ExecutionEvent, transact_time: str) -> None:
+        session = self.sessions.get(event.session_id)
+        if session is None:
+            logger.error("ExecutionReport %s for unknown session %r dropped", event.exec_id, event.session_id)
+            return
+        body = reports.execution_report(event, session.begin_string, transact_time)
+        session.send(
+            MsgType.EXECUTION_REPORT, body, cl_ord_id=event.cl_ord_id, order_id=event.order_id
+        )
+
+    def _send_cancel_reject(self, event: CancelReject, transact_time: str) -> None:
+        session = self.sessions.get(event.session_id)
+        if session is None:
+            logger.error("OrderCancelReject for unknown session %r dropped", event.session_id)
+            return
+        self.stats.rejects_by_reason[f"CANCEL_{event.reason.name}"] += 1
+        body = reports.order_cancel_reject(event, transact_time)
+        session.send(
+            MsgType.ORDER_CANCEL_REJECT, body, cl_ord_id=event.cl_ord_id, order_id=event.order_id
+        )
+
+    def _send_mass_cancel_report(self, session: Session, command: MassCancel, canceled: int) -> None:
+        request_type = "1" if command.symbol else "7"
+        body = reports.order_mass_cancel_report(
+            command.cl_ord_id, command.cl_ord_id, request_type, request_type, canceled
+        )
+        session.send(MsgType.ORDER_MASS_CANCEL_REPORT, body, cl_ord_id=command.cl_ord_id)

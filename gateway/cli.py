@@ -1,0 +1,168 @@
+"""The ``fixgw`` command line: demo, serve, replay and audit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from gateway.errors import FixError
+
+if TYPE_CHECKING:
+    from gateway.settings import SessionSettings
+    from gateway.venue import VenueConfig
+
+logger = logging.getLogger("gateway.cli")
+
+DEFAULT_AUDIT_DB_NAME = "fixgw-audit.sqlite"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fixgw", description="FIX gateway appliance for trading venues."
+    )
+    parser.add_argument(
+        "--log-level", default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging threshold for messages on standard error (default: WARNING)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run the appliance on built-in defaults with simulated brokers and print a summary"
+    )
+    demo.add_argument("--seconds", type=float, default=5.0, help="trading time in seconds (default: 5)")
+    demo.add_argument("--sessions", type=int, default=4, help="broker sessions, 1 to 4 (default: 4)")
+    demo.add_argument("--db", type=Path, help="audit database path (default: a new temporary file)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the generated order flow (default: 1)")
+
+    serve = commands.add_parser("serve", help="accept FIX sessions until SIGINT or SIGTERM")
+    serve.add_argument("--sessions", type=Path, required=True, metavar="FILE.cfg",
+                       help="FIX session settings in the QuickFIX format")
+    serve.add_argument("--venue", type=Path, metavar="FILE.toml",
+                       help="instruments, risk limits and surveillance thresholds (default: built-in)")
+    serve.add_argument("--db", type=Path, help="audit database path (default: from the venue file, "
+                       f"else {DEFAULT_AUDIT_DB_NAME} in the first session's FileStorePath or here)")
+
+    replay = commands.add_parser("replay", help="replay a LOBSTER trading day through FIX sessions")
+    replay.add_argument("--lobster", type=Path, required=True, metavar="MESSAGE.csv",
+                        help="LOBSTER message file")
+    replay.add_argument("--orderbook", type=Path, metavar="ORDERBOOK.csv",
+                        help="LOBSTER order-book file, for seeding and best bid and offer agreement")
+    replay.add_argument("--db", type=Path, help="audit database path (default: a new temporary file)")
+    replay.add_argument("--limit", type=int, help="replay only the first N events")
+
+    audit = commands.add_parser("audit", help="query the audit trail")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="QUERY")
+    order = audit_commands.add_parser("order", help="print the full life of one order")
+    order.add_argument("cl_ord_id", metavar="CLORDID", help="ClOrdID (11) of the order, any in its chain")
+    order.add_argument("--db", type=Path, required=True, help="audit database path")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handlers = {"demo": _demo, "serve": _serve, "replay": _replay, "audit": _audit}
+    try:
+        return handlers[args.command](args)
+    except (FixError, OSError, ValueError) as exc:
+        print(f"fixgw {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+    from gateway.summary import format_summary
+
+    if not 1 <= args.sessions <= 4:
+        raise ValueError(f"--sessions {args.sessions} is out of range: use 1 to 4")
+    if args.seconds <= 0:
+        raise ValueError(f"--seconds {args.seconds} must be above 0")
+    summary = asyncio.run(
+        run_demo(seconds=args.seconds, sessions=args.sessions, audit_path=args.db, seed=args.seed)
+    )
+    print(format_summary(summary))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from gateway.replay import run_replay
+    from gateway.summary import format_summary
+
+    for option, path in (("--lobster", args.lobster), ("--orderbook", args.orderbook)):
+        if path is not None and not path.is_file():
+            raise ValueError(f"{option} {str(path)!r} is not a file")
+    summary = asyncio.run(
+        run_replay(args.lobster, args.orderbook, audit_path=args.db, limit=args.limit)
+    )
+    print(format_summary(summary))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from surveillance.audit_queries import format_order_life, order_life
+
+    if not args.db.is_file():
+        raise ValueError(f"--db {str(args.db)!r} is not a file; pass the audit database path")
+    rows = order_life(args.db, args.cl_ord_id)
+    if not rows:
+        print(f"no order with ClOrdID (11) {args.cl_ord_id!r} in {args.db}", file=sys.stderr)
+        return 1
+    print(format_order_life(rows))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.settings import load_session_settings
+    from gateway.venue import default_venue_config, load_venue_config
+
+    sessions = load_session_settings(args.sessions)
+    venue = load_venue_config(args.venue) if args.venue else default_venue_config()
+    audit_path = args.db or _default_audit_path(venue if args.venue else None, sessions)
+    asyncio.run(_serve_until_signal(sessions, venue, audit_path))
+    return 0
+
+
+def _default_audit_path(venue: VenueConfig | None, sessions: list[SessionSettings]) -> Path:
+    """Return the venue file's audit_db, else a file in the first FileStorePath, else here."""
+    if venue is not None:
+        return venue.audit_db
+    store = next((s.file_store_path for s in sessions if s.file_store_path), None)
+    if store is not None:
+        Path(store).mkdir(parents=True, exist_ok=True)
+        return Path(store) / DEFAULT_AUDIT_DB_NAME
+    return Path(DEFAULT_AUDIT_DB_NAME)
+
+
+async def _serve_until_signal(
+    sessions: list[SessionSettings], venue: VenueConfig, audit_path: Path
+) -> None:
+    from gateway.appliance import Appliance
+
+    appliance = Appliance(sessions, venue, audit_path=audit_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    ports = await appliance.start()
+    for session_id, port in ports.items():
+        print(f"{session_id} listening on port {port}", flush=True)
+    print(f"audit trail: {audit_path}", flush=True)
+    await stop.wait()
+    logger.info("signal received; logging sessions out")
+    await appliance.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

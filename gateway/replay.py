@@ -1,0 +1,550 @@
+"""``fixgw replay``: drive a LOBSTER trading day through real FIX sessions, in lock-step.
+
+Each message-file event becomes FIX traffic from one of three broker sessions:
+
+- new limit order (type 1): a Day NewOrderSingle (D) from the maker session;
+- partial cancel (2): an OrderCancelReplaceRequest (G) down to the reduced quantity;
+- deletion (3): an OrderCancelRequest (F);
+- execution of a visible order (4): an IOC NewOrderSingle from the taker session on the
+  opposite side, at the resting order's price and for the executed size, so it trades
+  against the resting order;
+- hidden executions (5), crosses (6) and halt markers (7) are counted but not sent: they
+  do not change the visible book.
+
+After each event the driver waits for the replies (and for the ExecutionReports of every
+fill the event caused), then compares the appliance's best bid and offer with the
+order-book row of that event.
+
+The message file shows only orders that entered the book after 09:30 inside the levels
+the file was cut to. Orders resting before 09:30, and orders that arrived at deeper
+levels, appear only as unknown order ids and as size in the order-book rows. So before
+each event, every level that the event's row shows and the previous row did not (every
+level of the first row, before the first event) is reconciled: the driver computes the
+level's size before the event (the row's size with the event undone) and, from the seed
+session, adds an order for the missing size or reduces the level by the surplus. Events
+on unknown order ids then act on these seed orders. Levels inside the window are never
+reconciled, so the agreement figures test the event path itself.
+
+A level is treated as one pool, because the engine, not the driver, picks which order at
+a price a taker fills: a cancel or deletion reduces the named order first, then the level's
+other orders (orders LOBSTER already deleted, seed orders, then the newest), so the level's
+total stays right even when a fill went to a different order at that price.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from sortedcontainers import SortedDict
+
+from engine.orders import PRICE_SCALE, Side, TimeInForce
+from gateway.demo import BrokerSessions, broker_sessions, new_audit_path
+from gateway.initiator import (
+    FixInitiator,
+    Reply,
+    TrackedOrder,
+    order_cancel_replace_request,
+    order_cancel_request,
+)
+from gateway.lobster import (
+    BookSnapshot,
+    EventType,
+    LobsterMessage,
+    engine_price,
+    read_messages,
+    read_orderbook,
+    symbol_from_path,
+)
+from gateway.settings import default_session_settings
+from gateway.summary import ReplayFigures, RunSummary, latency_percentiles_us
+from gateway.venue import VenueConfig, default_venue_config
+from surveillance.risk import InstrumentConfig
+
+__all__ = ["replay_venue_config", "run_replay"]
+
+logger = logging.getLogger(__name__)
+
+REPLY_TIMEOUT_S = 10.0
+# Maker, taker and seed sessions, in the order of the default broker sessions.
+_SESSION_COUNT = 3
+# Limits wide enough for any recorded order: the collar is the widest allowed (100 %).
+_REPLAY_MAX_ORDER_QTY = 10**9
+_REPLAY_MAX_NOTIONAL = 10**12 * PRICE_SCALE
+_REPLAY_COLLAR_PCT = Decimal(100)
+_SENT_TYPES = frozenset(
+    {EventType.NEW, EventType.PARTIAL_CANCEL, EventType.DELETE, EventType.EXECUTE_VISIBLE}
+)
+
+
+def replay_venue_config(symbol: str, audit_path: Path) -> VenueConfig:
+    """Return the default venue with ``symbol`` listed at LOBSTER's price resolution
+    ($0.0001) and limits that admit every order of a recorded day."""
+    default = default_venue_config(audit_path)
+    instrument = InstrumentConfig(
+        symbol=symbol,
+        tick_size=engine_price(1),
+        max_order_qty=_REPLAY_MAX_ORDER_QTY,
+        max_notional=_REPLAY_MAX_NOTIONAL,
+        collar_pct=_REPLAY_COLLAR_PCT,
+    )
+    others = tuple(i for i in default.instruments if i.symbol != symbol)
+    return VenueConfig(
+        name=default.name,
+        audit_db=default.audit_db,
+        instruments=(instrument, *others),
+        surveillance=default.surveillance,
+    )
+
+
+async def run_replay(
+    message_csv: Path,
+    orderbook_csv: Path | None,
+    *,
+    audit_path: Path | None = None,
+    limit: int | None = None,
+) -> RunSummary:
+    """Replay ``message_csv`` (the first ``limit`` events) and return the run summary.
+
+    Without ``orderbook_csv`` nothing is seeded and no agreement is measured, so events on
+    orders resting before the file starts are rejected by the venue.
+    """
+    message_csv = Path(message_csv)
+    messages = read_messages(message_csv)[:limit]
+    snapshots = _read_snapshots(orderbook_csv, len(messages))
+    symbol = symbol_from_path(message_csv)
+    audit_path = new_audit_path(audit_path, "fixgw-replay-")
+    if audit_path.exists():
+        raise ValueError(
+            f"audit trail {str(audit_path)!r} already exists; the appliance would rebuild its "
+            "books from it. Remove it or pass another path"
+        )
+    venue = replay_venue_config(symbol, audit_path)
+    settings = default_session_settings(port=0)[:_SESSION_COUNT]
+
+    async with broker_sessions(settings, venue, audit_path) as brokers:
+        replayer = _Replayer(brokers, symbol)
+        started = time.perf_counter()
+        await replayer.run(messages, snapshots)
+        duration_s = time.perf_counter() - started
+        stats = brokers.appliance.stats
+
+    p50, p99 = latency_percentiles_us(brokers.tracker.new_order_latencies_ns)
+    return RunSummary(
+        sessions=len(settings),
+        orders_sent=replayer.orders_sent,
+        messages_sent=replayer.requests_sent,
+        fills=stats.executions,
+        rejects_by_reason=dict(stats.rejects_by_reason),
+        alerts=stats.alerts,
+        duration_s=duration_s,
+        latency_p50_us=p50,
+        latency_p99_us=p99,
+        audit_path=audit_path,
+        replay=replayer.figures(),
+    )
+
+
+def _read_snapshots(orderbook_csv: Path | None, events: int) -> list[BookSnapshot] | None:
+    if orderbook_csv is None:
+        return None
+    snapshots = read_orderbook(Path(orderbook_csv))[:events]
+    if len(snapshots) < events:
+        raise ValueError(
+            f"order-book file {str(orderbook_csv)!r} has {len(snapshots)} rows for {events} "
+            "events; LOBSTER writes one row per message, so pass the matching pair of files"
+        )
+    return snapshots
+
+
+class _Kind(enum.Enum):
+    """What one of the driver's resting orders stands for."""
+
+    LOBSTER = "lobster"  # a message-file order LOBSTER still shows resting
+    FINISHED = "finished"  # LOBSTER deleted or filled it; size left here belongs to the level
+    SEED = "seed"  # size the message file does not account for, from the order-book file
+
+
+@dataclass(slots=True)
+class _Resting:
+    """One of the driver's orders resting at a level; ``cl_ord_id`` follows replaces."""
+
+    cl_ord_id: str
+    initiator: FixInitiator
+    side: Side
+    price: int  # LOBSTER units
+    kind: _Kind
+    lobster_remaining: int = 0
+
+
+@dataclass
+class _Level:
+    """The driver's orders at one price on one side, oldest first."""
+
+    orders: list[_Resting] = field(default_factory=list)
+
+
+class _Replayer:
+    """Lock-step replay state: the driver's orders by level and the running figures."""
+
+    def __init__(self, brokers: BrokerSessions, symbol: str) -> None:
+        self.brokers = brokers
+        self.tracker = brokers.tracker
+        self.maker, self.taker, self.seed = brokers.initiators[:_SESSION_COUNT]
+        self.symbol = symbol
+        self.book = brokers.appliance.engine.book(symbol)
+        # The driver's levels per side, keyed by LOBSTER price.
+        self.levels: dict[Side, SortedDict[int, _Level]] = {Side.BUY: SortedDict(), Side.SELL: SortedDict()}
+        self.by_lobster_id: dict[int, _Resting] = {}
+        self._cl_ord_ids = (f"R{n}" for n in itertools.count(1))
+
+        self.events_by_type: Counter[int] = Counter()
+        self.events_sent = 0
+        self.orders_sent = 0
+        self.requests_sent = 0
+        self.bbo_compared = 0
+        self.bbo_agreed = 0
+        self.bbo_compared_unreconciled = 0
+        self.bbo_agreed_unreconciled = 0
+        self.executions = 0
+        self.executions_reproduced = 0
+        self.order_rejects = 0
+        self.cancel_rejects = 0
+        self.reconciled_levels = 0
+        self.reconciled_qty = 0
+        self.unmatched_reduction_qty = 0
+
+    def figures(self) -> ReplayFigures:
+        return ReplayFigures(
+            symbol=self.symbol,
+            events_by_type=dict(self.events_by_type),
+            events_sent=self.events_sent,
+            bbo_compared=self.bbo_compared,
+            bbo_agreed=self.bbo_agreed,
+            bbo_compared_unreconciled=self.bbo_compared_unreconciled,
+            bbo_agreed_unreconciled=self.bbo_agreed_unreconciled,
+            executions=self.executions,
+            executions_reproduced=self.executions_reproduced,
+            order_rejects=self.order_rejects,
+            cancel_rejects=self.cancel_rejects,
+            reconciled_levels=self.reconciled_levels,
+            reconciled_qty=self.reconciled_qty,
+        )
+
+    async def run(self, messages: list[LobsterMessage], snapshots: list[BookSnapshot] | None) -> None:
+        previous: BookSnapshot | None = None
+        for index, message in enumerate(messages):
+            snapshot = snapshots[index] if snapshots is not None else None
+            reconciled_before = self.reconciled_levels
+            if snapshot is not None:
+                await self._reconcile(message, snapshot, previous)
+            await self._replay_event(index, message)
+            if snapshot is not None:
+                self._compare_bbo(snapshot, reconciled=self.reconciled_levels > reconciled_before)
+            previous = snapshot
+        if self.unmatched_reduction_qty:
+            logger.warning(
+                "%s replay: %d shares of cancels found no order at their level",
+                self.symbol, self.unmatched_reduction_qty,
+            )
+
+    # One event.
+
+    async def _replay_event(self, index: int, message: LobsterMessage) -> None:
+        self.events_by_type[message.event_type] += 1
+        if message.event_type not in _SENT_TYPES:
+            return
+        self.events_sent += 1
+        try:
+            if message.event_type is EventType.NEW:
+                await self._on_new(message)
+            elif message.event_type is EventType.EXECUTE_VISIBLE:
+                await self._on_execute(message)
+            else:
+                await self._on_cancel(message)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{self.symbol} event {index + 1} {message!r}: {exc}") from exc
+
+    async def _on_new(self, message: LobsterMessage) -> None:
+        resting = _Resting(
+            next(self._cl_ord_ids), self.maker, message.side, message.price, _Kind.LOBSTER, message.size
+        )
+        if await self._add(resting, message.size):
+            self.by_lobster_id[message.order_id] = resting
+
+    async def _on_cancel(self, message: LobsterMessage) -> None:
+        named = self._take_from_named(message)
+        await self._reduce(message.side, message.price, message.size, named)
+
+    def _take_from_named(self, message: LobsterMessage) -> _Resting | None:
+        """Book ``message``'s size against the order it names; None for an unknown id."""
+        named = self.by_lobster_id.get(message.order_id)
+        if named is None:
+            return None
+        named.lobster_remaining -= message.size
+        if message.event_type is EventType.DELETE or named.lobster_remaining <= 0:
+            # Any size the engine still shows for it belongs to the level's pool.
+            del self.by_lobster_id[message.order_id]
+            named.kind = _Kind.FINISHED
+        return named
+
+    async def _on_execute(self, message: LobsterMessage) -> None:
+        self.executions += 1
+        self._take_from_named(message)
+        taker = TrackedOrder(
+            session_id=self.taker.session_id,
+            cl_ord_id=next(self._cl_ord_ids),
+            symbol=self.symbol,
+            side=message.side.opposite,
+            price=engine_price(message.price),
+            order_qty=message.size,
+            time_in_force=TimeInForce.IOC,
+        )
+        reply = await self._send_order(self.taker, taker)
+        await self._settle([reply], lambda: not taker.is_open, f"IOC {taker.cl_ord_id} to finish")
+        expected_px = engine_price(message.price)
+        if sum(qty for qty, _ in taker.fills) == message.size and all(
+            px == expected_px for _, px in taker.fills
+        ):
+            self.executions_reproduced += 1
+
+    # Level operations.
+
+    async def _add(self, resting: _Resting, qty: int) -> bool:
+        """Send ``resting`` as a Day limit order of ``qty``; return True if it rests."""
+        order = TrackedOrder(
+            session_id=resting.initiator.session_id,
+            cl_ord_id=resting.cl_ord_id,
+            symbol=self.symbol,
+            side=resting.side,
+            price=engine_price(resting.price),
+            order_qty=qty,
+        )
+        reply = await self._send_order(resting.initiator, order)
+        await self._settle([reply], lambda: True, f"NewOrderSingle {order.cl_ord_id} to be acknowledged")
+        if not order.is_open:
+            return False
+        self.levels[resting.side].setdefault(resting.price, _Level()).orders.append(resting)
+        return True
+
+    async def _reduce(self, side: Side, price: int, qty: int, named: _Resting | None) -> None:
+        """Take ``qty`` off the level, from ``named`` first (see the module docstring)."""
+        level = self.levels[side].get(price)
+        replies: list[asyncio.Future[Reply]] = []
+        for resting in self._reduction_order(level, named):
+            if qty <= 0:
+                break
+            order = self.tracker.orders.get(resting.cl_ord_id)
+            if order is None or not order.is_open:
+                continue
+            take = min(qty, order.leaves_qty)
+            replies.append(await self._send_reduction(resting, order, take))
+            qty -= take
+        self.unmatched_reduction_qty += max(qty, 0)
+        if replies:
+            await self._settle(replies, lambda: True, f"cancels at {side.name} {price}")
+        self._prune(side, price)
+
+    def _reduction_order(self, level: _Level | None, named: _Resting | None) -> list[_Resting]:
+        first = [named] if named is not None else []
+        if level is None:
+            return first
+        newest_first = [r for r in reversed(level.orders) if r is not named]
+        by_kind = sorted(newest_first, key=lambda r: _REDUCTION_PREFERENCE[r.kind])
+        return first + by_kind
+
+    async def _send_reduction(self, resting: _Resting, order: TrackedOrder, take: int) -> asyncio.Future[Reply]:
+        cl_ord_id = next(self._cl_ord_ids)
+        common = dict(
+            cl_ord_id=cl_ord_id,
+            orig_cl_ord_id=order.cl_ord_id,
+            symbol=self.symbol,
+            side=order.side,
+        )
+        begin_string = resting.initiator.begin_string
+        if take >= order.leaves_qty:
+            fields = order_cancel_request(begin_string, order_qty=order.order_qty, **common)
+            msg_type = "F"
+        else:
+            fields = order_cancel_replace_request(
+                begin_string, order_qty=order.order_qty - take, price=order.price, **common
+            )
+            msg_type = "G"
+        self.requests_sent += 1
+        reply = await self.tracker.send_request(resting.initiator, msg_type, fields, cl_ord_id)
+        reply.add_done_callback(lambda future: self._on_reduction_reply(resting, cl_ord_id, future))
+        return reply
+
+    def _on_reduction_reply(self, resting: _Resting, cl_ord_id: str, reply: asyncio.Future[Reply]) -> None:
+        if reply.result().is_reject:
+            self.cancel_rejects += 1
+        else:
+            resting.cl_ord_id = cl_ord_id
+
+    async def _reconcile(
+        self, message: LobsterMessage, snapshot: BookSnapshot, previous: BookSnapshot | None
+    ) -> None:
+        """Seed or adjust the prices that enter the row's window with this event.
+
+        A row shows every level from the best to its last shown level, and the whole side
+        when it shows fewer levels than the file has; a price in that window and not shown
+        is empty. Prices in the previous row's window change only through events, so only
+        prices that were outside it are reconciled, to the row's size with the event undone.
+        """
+        for side, shown, previous_shown in (
+            (Side.SELL, snapshot.asks, previous.asks if previous else None),
+            (Side.BUY, snapshot.bids, previous.bids if previous else None),
+        ):
+            sizes = dict(shown)
+            entering = _entering(side, shown, previous_shown, snapshot.levels)
+            prices = {price for price in sizes if price in entering}
+            low, high = entering.bounds()
+            prices.update(price for price in self.levels[side].irange(low, high) if price in entering)
+            for price in sorted(prices):
+                target = sizes.get(price, 0) - _effect(message, side, price)
+                await self._reconcile_level(side, price, target)
+
+    async def _reconcile_level(self, side: Side, price: int, target: int) -> None:
+        difference = max(target, 0) - self._level_qty(side, price)
+        if difference == 0:
+            return
+        self.reconciled_levels += 1
+        self.reconciled_qty += abs(difference)
+        if difference > 0:
+            seed = _Resting(next(self._cl_ord_ids), self.seed, side, price, _Kind.SEED)
+            await self._add(seed, difference)
+        else:
+            await self._reduce(side, price, -difference, None)
+
+    def _level_qty(self, side: Side, price: int) -> int:
+        level = self.levels[side].get(price)
+        if level is None:
+            return 0
+        return sum(
+            order.leaves_qty
+            for resting in level.orders
+            if (order := self.tracker.orders.get(resting.cl_ord_id)) is not None and order.is_open
+        )
+
+    def _prune(self, side: Side, price: int) -> None:
+        """Drop closed orders from a level, and the level once it is empty."""
+        level = self.levels[side].get(price)
+        if level is None:
+            return
+        level.orders = [resting for resting in level.orders if self._is_open(resting)]
+        if not level.orders:
+            del self.levels[side][price]
+
+    def _is_open(self, resting: _Resting) -> bool:
+        order = self.tracker.orders.get(resting.cl_ord_id)
+        return order is not None and order.is_open
+
+    # Waiting and comparing.
+
+    async def _send_order(self, initiator: FixInitiator, order: TrackedOrder) -> asyncio.Future[Reply]:
+        self.orders_sent += 1
+        self.requests_sent += 1
+        reply = await self.tracker.send_new_order(initiator, order)
+        reply.add_done_callback(self._count_order_reject)
+        return reply
+
+    def _count_order_reject(self, reply: asyncio.Future[Reply]) -> None:
+        if reply.result().is_reject:
+            self.order_rejects += 1
+
+    async def _settle(self, replies: Iterable[asyncio.Future[Reply]], done: Callable[[], bool], what: str) -> None:
+        """Wait for every reply, for ``done()``, and for both reports of every trade."""
+        await asyncio.wait_for(asyncio.gather(*replies), REPLY_TIMEOUT_S)
+        stats = self.brokers.appliance.stats
+        fills = self.tracker.fills_by_session
+        # Each trade sends one fill ExecutionReport to each side; the engine has already
+        # counted the trade when the first reply arrives.
+        await self.tracker.wait_until(
+            lambda: done() and sum(fills.values()) >= 2 * stats.executions,
+            REPLY_TIMEOUT_S,
+            expecting=f"{what} and the fill reports of {stats.executions} trades",
+        )
+
+    def _compare_bbo(self, snapshot: BookSnapshot, *, reconciled: bool) -> None:
+        agrees = _same_level(self.book.best_bid(), snapshot.best_bid) and _same_level(
+            self.book.best_ask(), snapshot.best_ask
+        )
+        self.bbo_compared += 1
+        self.bbo_agreed += agrees
+        if not reconciled:
+            self.bbo_compared_unreconciled += 1
+            self.bbo_agreed_unreconciled += agrees
+
+
+# Which orders of a level give up size first when a cancel does not name one of them.
+_REDUCTION_PREFERENCE = {_Kind.FINISHED: 0, _Kind.SEED: 1, _Kind.LOBSTER: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class _Entering:
+    """Prices inside one side's window in this row and outside it in the previous row."""
+
+    side: Side
+    edge: int | None  # last price of this row's window; None when the whole side is shown
+    previous_edge: int | None
+    has_previous: bool
+
+    def __contains__(self, price: int) -> bool:
+        if not self.has_previous:
+            return self._inside(price, self.edge)
+        if self.previous_edge is None:
+            return False
+        return self._inside(price, self.edge) and not self._inside(price, self.previous_edge)
+
+    def bounds(self) -> tuple[int | None, int | None]:
+        """Return inclusive (low, high) bounds around the entering prices, for ``irange``."""
+        if self.has_previous and self.previous_edge is None:
+            return 0, -1
+        if self.side is Side.SELL:
+            return self.previous_edge, self.edge
+        return self.edge, self.previous_edge
+
+    def _inside(self, price: int, edge: int | None) -> bool:
+        # Asks are shown from the lowest price up, bids from the highest down.
+        return edge is None or (price <= edge if self.side is Side.SELL else price >= edge)
+
+
+def _entering(
+    side: Side,
+    shown: tuple[tuple[int, int], ...],
+    previous_shown: tuple[tuple[int, int], ...] | None,
+    depth: int,
+) -> _Entering:
+    return _Entering(
+        side=side,
+        edge=_window_edge(shown, depth),
+        previous_edge=_window_edge(previous_shown, depth) if previous_shown is not None else None,
+        has_previous=previous_shown is not None,
+    )
+
+
+def _window_edge(shown: tuple[tuple[int, int], ...], depth: int) -> int | None:
+    """Return the last shown price of a side cut at ``depth`` levels, None if not cut."""
+    return shown[-1][0] if len(shown) >= depth else None
+
+
+def _effect(message: LobsterMessage, side: Side, price: int) -> int:
+    """Return how much ``message`` changed the size at ``price`` on ``side``."""
+    if message.side is not side or message.price != price or message.event_type not in _SENT_TYPES:
+        return 0
+    return message.size if message.event_type is EventType.NEW else -message.size
+
+
+def _same_level(engine_level: tuple[int, int] | None, lobster_level: tuple[int, int] | None) -> bool:
+    if engine_level is None or lobster_level is None:
+        return engine_level is None and lobster_level is None
+    price, qty = lobster_level
+    return engine_level == (engine_price(price), qty)

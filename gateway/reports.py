@@ -1,0 +1,127 @@
+"""Build ExecutionReport (8), OrderCancelReject (9) and OrderMassCancelReport (r) bodies.
+
+ExecutionReports follow each version's definition:
+
+- FIX 4.0 to 4.2 carry ExecTransType (20): 0 (new) on every report, 3 (status) on answers
+  to an OrderStatusRequest. A trade is ExecType (150) 1 (partial fill) or 2 (fill), and a
+  status answer repeats OrdStatus (39) as ExecType. FIX 4.0 has neither ExecType nor
+  LeavesQty (151).
+- FIX 4.3 and later drop ExecTransType; a trade is ExecType F and a status answer I.
+"""
+
+from __future__ import annotations
+
+from engine.events import CancelReject, ExecutionEvent
+from engine.orders import ExecType
+from gateway import tags
+from gateway.normalise import format_price
+
+Field = tuple[int, "str | bytes | int"]
+
+_EXEC_TRANS_TYPE_VERSIONS = frozenset({"FIX.4.0", "FIX.4.1", "FIX.4.2"})
+_STATUS_EXEC_TRANS_TYPE = "3"
+_NEW_EXEC_TRANS_TYPE = "0"
+_PARTIAL_FILL = "1"
+_FILL = "2"
+_UNKNOWN_ORDER_ID = "NONE"
+
+
+def execution_report(event: ExecutionEvent, begin_string: str, transact_time: str) -> list[Field]:
+    """Return the body of the ExecutionReport (8) for ``event`` in ``begin_string``."""
+    body: list[Field] = [
+        (tags.ORDER_ID, event.order_id or _UNKNOWN_ORDER_ID),
+        (tags.CL_ORD_ID, event.cl_ord_id),
+    ]
+    if event.orig_cl_ord_id:
+        body.append((tags.ORIG_CL_ORD_ID, event.orig_cl_ord_id))
+    body.append((tags.EXEC_ID, event.exec_id))
+
+    if begin_string in _EXEC_TRANS_TYPE_VERSIONS:
+        is_status = event.exec_type is ExecType.ORDER_STATUS
+        body.append((tags.EXEC_TRANS_TYPE, _STATUS_EXEC_TRANS_TYPE if is_status else _NEW_EXEC_TRANS_TYPE))
+        if begin_string != "FIX.4.0":
+            body.append((tags.EXEC_TYPE, _legacy_exec_type(event)))
+    else:
+        body.append((tags.EXEC_TYPE, event.exec_type.value))
+
+    body += [
+        (tags.ORD_STATUS, event.ord_status.value),
+        (tags.SYMBOL, event.symbol),
+        (tags.SIDE, event.side.value),
+        (tags.ORD_TYPE, event.ord_type.value),
+        (tags.TIME_IN_FORCE, event.time_in_force.value),
+        (tags.ORDER_QTY, event.order_qty),
+    ]
+    if event.price is not None:
+        body.append((tags.PRICE, format_price(event.price)))
+    body += [
+        (tags.LAST_QTY, event.last_qty),
+        (tags.LAST_PX, format_price(event.last_px)),
+    ]
+    if begin_string != "FIX.4.0":
+        body.append((tags.LEAVES_QTY, event.leaves_qty))
+    body += [
+        (tags.CUM_QTY, event.cum_qty),
+        (tags.AVG_PX, format_price(event.avg_px)),
+        (tags.TRANSACT_TIME, transact_time),
+    ]
+    if event.ord_rej_reason is not None:
+        body.append((tags.ORD_REJ_REASON, event.ord_rej_reason.value))
+    if event.text:
+        body.append((tags.TEXT, event.text))
+    return body
+
+
+def _legacy_exec_type(event: ExecutionEvent) -> str:
+    if event.exec_type is ExecType.TRADE:
+        return _FILL if event.leaves_qty == 0 else _PARTIAL_FILL
+    if event.exec_type is ExecType.ORDER_STATUS:
+        return event.ord_status.value
+    return event.exec_type.value
+
+
+def order_cancel_reject(event: CancelReject, transact_time: str) -> list[Field]:
+    """Return the body of the OrderCancelReject (9) for ``event``.
+
+    OrderID (37) and OrdStatus (39) are required even when the order is unknown, so an
+    unknown order is reported as OrderID NONE with OrdStatus 8 (rejected).
+    """
+    body: list[Field] = [
+        (tags.ORDER_ID, event.order_id or _UNKNOWN_ORDER_ID),
+        (tags.CL_ORD_ID, event.cl_ord_id),
+        (tags.ORIG_CL_ORD_ID, event.orig_cl_ord_id),
+        (tags.ORD_STATUS, event.ord_status.value if event.ord_status else "8"),
+        (tags.CXL_REJ_RESPONSE_TO, event.response_to.value),
+        (tags.CXL_REJ_REASON, event.reason.value),
+        (tags.TRANSACT_TIME, transact_time),
+    ]
+    if event.text:
+        body.append((tags.TEXT, event.text))
+    return body
+
+
+def order_mass_cancel_report(
+    cl_ord_id: str,
+    order_id: str,
+    request_type: str,
+    response: str,
+    total_affected_orders: int,
+    text: str = "",
+    reject_reason: str | None = None,
+) -> list[Field]:
+    """Return the body of an OrderMassCancelReport (r).
+
+    ``response`` is MassCancelResponse (531): 0 when rejected, else the request type.
+    """
+    body: list[Field] = [
+        (tags.CL_ORD_ID, cl_ord_id),
+        (tags.ORDER_ID, order_id),
+        (tags.MASS_CANCEL_REQUEST_TYPE, request_type),
+        (tags.MASS_CANCEL_RESPONSE, response),
+    ]
+    if reject_reason is not None:
+        body.append((tags.MASS_CANCEL_REJECT_REASON, reject_reason))
+    body.append((tags.TOTAL_AFFECTED_ORDERS, total_affected_orders))
+    if text:
+        body.append((tags.TEXT, text))
+    return body
