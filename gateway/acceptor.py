@@ -9,6 +9,7 @@ venue cannot know which session's sequence numbers a reply would use.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import socket
 
@@ -176,6 +177,15 @@ class FixConnection(asyncio.Protocol):
                 "disconnecting the new connection",
                 session.session_id, self.peer,
                 session.connection.peer if session.connection else "?",
+            )
+            self._drop()
+            return
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if not session.settings.is_session_time(now):
+            logger.warning(
+                "%s: Logon from %s outside the session time %s-%s UTC; disconnecting",
+                session.session_id, self.peer, session.settings.start_time,
+                session.settings.end_time,
             )
             self._drop()
             return

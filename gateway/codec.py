@@ -255,7 +255,9 @@ def _parse_message(raw: bytes) -> FixMessage | str:
         index = _index_first_values(tokens)
     if not _DATA_LENGTH_KEYS.isdisjoint(index):
         return _parse_message_exact(raw)
-    return _build_message(raw, tokens, index)
+    if tokens[4] != b"35" or not tokens[5]:
+        return _msg_type_error(tokens)
+    return FixMessage(raw, tokens, index)
 
 
 def _index_first_values(tokens: list[bytes]) -> dict[bytes, bytes]:
@@ -296,17 +298,16 @@ def _parse_message_exact(raw: bytes) -> FixMessage | str:
 
     if tokens[-2] != b"10":
         return f"the last field is tag {tokens[-2].decode()}, expected CheckSum (10)"
-    return _build_message(raw, tokens, _index_first_values(tokens))
+    if tokens[4] != b"35" or not tokens[5]:
+        return _msg_type_error(tokens)
+    return FixMessage(raw, tokens, _index_first_values(tokens))
 
 
-def _build_message(
-    raw: bytes, tokens: list[bytes], index: dict[bytes, bytes]
-) -> FixMessage | str:
+def _msg_type_error(tokens: list[bytes]) -> str:
+    """Return why MsgType (35) is unusable, given tokens whose third field is not a MsgType."""
     if tokens[4] != b"35":
         return f"MsgType (35) is not the third field; tag {tokens[4].decode()} is"
-    if not tokens[5]:
-        return "MsgType (35) is empty"
-    return FixMessage(raw, tokens, index)
+    return "MsgType (35) is empty"
 
 
 class FrameDecoder:
@@ -427,14 +428,15 @@ class FrameDecoder:
         length_end = buffer.find(SOH, length_start, value_limit)
         if length_end < 0:
             if len(buffer) < value_limit:
-                return self._need(len(buffer) + 1)
+                self._need(len(buffer) + 1)
+                return None
             reason = f"BodyLength (9) has no SOH within {_HEADER_VALUE_LIMIT} bytes"
-            return self._garble(start, value_limit, reason)
+            return self._garbled_frame(start, value_limit, reason)
 
         length_text = buffer[length_start:length_end]
         if not length_text.isdigit():
             reason = f"BodyLength (9) is {length_text!r}, expected a byte count"
-            return self._garble(start, length_end + 1, reason)
+            return self._garbled_frame(start, length_end + 1, reason)
         return length_end + 1, int(length_text)
 
     def _read_frame(
@@ -452,21 +454,22 @@ class FrameDecoder:
         trailer = body_start + body_length
         frame_end = trailer + _TRAILER_SIZE
         if len(buffer) < frame_end:
-            return self._need(frame_end)
+            self._need(frame_end)
+            return None
         if buffer[trailer : trailer + 3] != b"10=" or buffer[frame_end - 1] != 0x01:
             found = buffer[trailer:frame_end]
             reason = (
                 f"CheckSum (10) is not at byte {trailer - start}, where BodyLength (9) "
                 f"{body_length} puts it; found {found!r}"
             )
-            return self._garble(start, frame_end, reason)
+            return self._garbled_frame(start, frame_end, reason)
 
         raw = buffer[start:frame_end]
         declared = raw[-4:-1]
         computed = checksum(raw[:-_TRAILER_SIZE])
         if not declared.isdigit() or int(declared) != computed:
             reason = f"CheckSum (10) is {declared.decode('latin-1')}, computed {computed:03d}"
-            return self._garble(start, frame_end, reason)
+            return self._garbled_frame(start, frame_end, reason)
 
         # The frame checked out, so its end is certain even if its fields are malformed.
         self._pos = frame_end
@@ -477,10 +480,10 @@ class FrameDecoder:
         return message
 
     def _need(self, end: int) -> None:
+        """Wait until the buffer reaches index ``end`` before framing again."""
         self._needed_bytes = end - self._pos
-        return None
 
-    def _garble(self, start: int, end: int, reason: str) -> GarbledFrame:
+    def _garbled_frame(self, start: int, end: int, reason: str) -> GarbledFrame:
         self._pos = start + 1
         self._needed_bytes = 1
         return GarbledFrame(self._buffer[start:end], reason)
@@ -494,7 +497,7 @@ class FrameDecoder:
 
 
 def decode_message(data: bytes) -> FixMessage:
-    """Decode bytes that hold exactly one message, such as a stored outbound message.
+    """Decode bytes that contain exactly one message, such as a stored outbound message.
 
     Raises GarbledMessageError when ``data`` is incomplete, garbled, or has bytes before
     or after the message.
@@ -541,12 +544,11 @@ def encode(
         for tag, value in chain(header, body):
             if tag in _FRAMING_TAGS:
                 _check_fields(begin_string, msg_type, header, body)
-            kind = value.__class__
-            if kind is str and value:
+            if type(value) is str and value:
                 append(b"%d=%s\x01" % (tag, value.encode("latin-1")))
-            elif kind is int:
+            elif type(value) is int:
                 append(b"%d=%d\x01" % (tag, value))
-            elif kind is bytes and value:
+            elif type(value) is bytes and value:
                 append(b"%d=%s\x01" % (tag, value))
             else:
                 append(b"%d=%s\x01" % (tag, _value_bytes(tag, value)))

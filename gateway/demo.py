@@ -220,7 +220,11 @@ class _SessionFlow:
             self._replies.add(reply)
             reply.add_done_callback(self._on_reply)
         if self._replies:
-            await asyncio.wait_for(asyncio.gather(*self._replies), REPLY_TIMEOUT_S)
+            await self.tracker.wait_until(
+                lambda: all(reply.done() for reply in self._replies),
+                REPLY_TIMEOUT_S,
+                expecting=f"{self.initiator.session_id}: replies to {len(self._replies)} requests",
+            )
 
     def _on_reply(self, reply: asyncio.Future[Reply]) -> None:
         self._replies.discard(reply)

@@ -15,20 +15,25 @@ After each event the driver waits for the replies (and for the ExecutionReports 
 fill the event caused), then compares the appliance's best bid and offer with the
 order-book row of that event.
 
-The message file shows only orders that entered the book after 09:30 inside the levels
-the file was cut to. Orders resting before 09:30, and orders that arrived at deeper
-levels, appear only as unknown order ids and as size in the order-book rows. So before
-each event, every level that the event's row shows and the previous row did not (every
-level of the first row, before the first event) is reconciled: the driver computes the
-level's size before the event (the row's size with the event undone) and, from the seed
-session, adds an order for the missing size or reduces the level by the surplus. Events
-on unknown order ids then act on these seed orders. Levels inside the window are never
-reconciled, so the agreement figures test the event path itself.
+The message file shows only the orders that entered the book after 09:30 within the
+levels the file was cut to. Orders resting before 09:30, and orders added or cancelled at
+deeper levels, show up only as unknown order ids and as sizes in the order-book rows. So
+the driver reconciles a price when it enters a row's window: the prices from the best to
+the last shown level, or the whole side when the row shows fewer levels than the file has.
+A price inside the window that the row does not show is empty. Before each event, every
+price inside this row's window and outside the previous row's (every price in the window
+before the first event) is set to the row's size with the event undone. The seed session
+adds an order for missing size, and surplus is cancelled. Events on unknown order ids then
+act on these seed orders. Prices that stay inside the window change only through events.
+
+With a level-1 file most moves of the best price bring a new price into the window, so the
+summary also gives the BBO agreement over rows whose event needed no reconciling, where
+the book reached the row through the event's FIX messages alone.
 
 A level is treated as one pool, because the engine, not the driver, picks which order at
-a price a taker fills: a cancel or deletion reduces the named order first, then the level's
-other orders (orders LOBSTER already deleted, seed orders, then the newest), so the level's
-total stays right even when a fill went to a different order at that price.
+a price a taker fills. A cancel or deletion reduces the named order first, then the level's
+other orders: orders LOBSTER has already finished, then seed orders, then the newest. So
+the level's total stays right even when a fill went to a different order at that price.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -50,6 +55,7 @@ from engine.orders import PRICE_SCALE, Side, TimeInForce
 from gateway.demo import BrokerSessions, broker_sessions, new_audit_path
 from gateway.initiator import (
     FixInitiator,
+    ReceiveTimeoutError,
     Reply,
     TrackedOrder,
     order_cancel_replace_request,
@@ -114,8 +120,9 @@ async def run_replay(
 ) -> RunSummary:
     """Replay ``message_csv`` (the first ``limit`` events) and return the run summary.
 
-    Without ``orderbook_csv`` nothing is seeded and no agreement is measured, so events on
-    orders resting before the file starts are rejected by the venue.
+    Without ``orderbook_csv`` nothing is seeded and no agreement is measured: cancels of
+    orders that rested before the file starts find no order to act on, and executions of
+    them find nothing to trade against.
     """
     message_csv = Path(message_csv)
     messages = read_messages(message_csv)[:limit]
@@ -166,7 +173,7 @@ def _read_snapshots(orderbook_csv: Path | None, events: int) -> list[BookSnapsho
 
 
 class _Kind(enum.Enum):
-    """What one of the driver's resting orders stands for."""
+    """Role of one of the driver's resting orders."""
 
     LOBSTER = "lobster"  # a message-file order LOBSTER still shows resting
     FINISHED = "finished"  # LOBSTER deleted or filled it; size left here belongs to the level
@@ -185,13 +192,6 @@ class _Resting:
     lobster_remaining: int = 0
 
 
-@dataclass
-class _Level:
-    """The driver's orders at one price on one side, oldest first."""
-
-    orders: list[_Resting] = field(default_factory=list)
-
-
 class _Replayer:
     """Lock-step replay state: the driver's orders by level and the running figures."""
 
@@ -201,8 +201,11 @@ class _Replayer:
         self.maker, self.taker, self.seed = brokers.initiators[:_SESSION_COUNT]
         self.symbol = symbol
         self.book = brokers.appliance.engine.book(symbol)
-        # The driver's levels per side, keyed by LOBSTER price.
-        self.levels: dict[Side, SortedDict[int, _Level]] = {Side.BUY: SortedDict(), Side.SELL: SortedDict()}
+        # The driver's resting orders per side and LOBSTER price, oldest first.
+        self.levels: dict[Side, SortedDict[int, list[_Resting]]] = {
+            Side.BUY: SortedDict(),
+            Side.SELL: SortedDict(),
+        }
         self.by_lobster_id: dict[int, _Resting] = {}
         self._cl_ord_ids = (f"R{n}" for n in itertools.count(1))
 
@@ -220,7 +223,7 @@ class _Replayer:
         self.cancel_rejects = 0
         self.reconciled_levels = 0
         self.reconciled_qty = 0
-        self.unmatched_reduction_qty = 0
+        self.unmatched_cancel_qty = 0
 
     def figures(self) -> ReplayFigures:
         return ReplayFigures(
@@ -237,6 +240,7 @@ class _Replayer:
             cancel_rejects=self.cancel_rejects,
             reconciled_levels=self.reconciled_levels,
             reconciled_qty=self.reconciled_qty,
+            unmatched_cancel_qty=self.unmatched_cancel_qty,
         )
 
     async def run(self, messages: list[LobsterMessage], snapshots: list[BookSnapshot] | None) -> None:
@@ -250,10 +254,10 @@ class _Replayer:
             if snapshot is not None:
                 self._compare_bbo(snapshot, reconciled=self.reconciled_levels > reconciled_before)
             previous = snapshot
-        if self.unmatched_reduction_qty:
+        if self.unmatched_cancel_qty:
             logger.warning(
                 "%s replay: %d shares of cancels found no order at their level",
-                self.symbol, self.unmatched_reduction_qty,
+                self.symbol, self.unmatched_cancel_qty,
             )
 
     # One event.
@@ -270,8 +274,8 @@ class _Replayer:
                 await self._on_execute(message)
             else:
                 await self._on_cancel(message)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{self.symbol} event {index + 1} {message!r}: {exc}") from exc
+        except ReceiveTimeoutError as exc:
+            raise ReceiveTimeoutError(f"{self.symbol} event {index + 1} {message!r}: {exc}") from exc
 
     async def _on_new(self, message: LobsterMessage) -> None:
         resting = _Resting(
@@ -332,7 +336,7 @@ class _Replayer:
         await self._settle([reply], lambda: True, f"NewOrderSingle {order.cl_ord_id} to be acknowledged")
         if not order.is_open:
             return False
-        self.levels[resting.side].setdefault(resting.price, _Level()).orders.append(resting)
+        self.levels[resting.side].setdefault(resting.price, []).append(resting)
         return True
 
     async def _reduce(self, side: Side, price: int, qty: int, named: _Resting | None) -> None:
@@ -348,16 +352,16 @@ class _Replayer:
             take = min(qty, order.leaves_qty)
             replies.append(await self._send_reduction(resting, order, take))
             qty -= take
-        self.unmatched_reduction_qty += max(qty, 0)
+        self.unmatched_cancel_qty += max(qty, 0)
         if replies:
             await self._settle(replies, lambda: True, f"cancels at {side.name} {price}")
         self._prune(side, price)
 
-    def _reduction_order(self, level: _Level | None, named: _Resting | None) -> list[_Resting]:
+    def _reduction_order(self, level: list[_Resting] | None, named: _Resting | None) -> list[_Resting]:
         first = [named] if named is not None else []
         if level is None:
             return first
-        newest_first = [r for r in reversed(level.orders) if r is not named]
+        newest_first = [r for r in reversed(level) if r is not named]
         by_kind = sorted(newest_first, key=lambda r: _REDUCTION_PREFERENCE[r.kind])
         return first + by_kind
 
@@ -430,7 +434,7 @@ class _Replayer:
             return 0
         return sum(
             order.leaves_qty
-            for resting in level.orders
+            for resting in level
             if (order := self.tracker.orders.get(resting.cl_ord_id)) is not None and order.is_open
         )
 
@@ -439,8 +443,8 @@ class _Replayer:
         level = self.levels[side].get(price)
         if level is None:
             return
-        level.orders = [resting for resting in level.orders if self._is_open(resting)]
-        if not level.orders:
+        level[:] = [resting for resting in level if self._is_open(resting)]
+        if not level:
             del self.levels[side][price]
 
     def _is_open(self, resting: _Resting) -> bool:
@@ -462,7 +466,10 @@ class _Replayer:
 
     async def _settle(self, replies: Iterable[asyncio.Future[Reply]], done: Callable[[], bool], what: str) -> None:
         """Wait for every reply, for ``done()``, and for both reports of every trade."""
-        await asyncio.wait_for(asyncio.gather(*replies), REPLY_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(asyncio.gather(*replies), REPLY_TIMEOUT_S)
+        except TimeoutError:
+            raise ReceiveTimeoutError(f"timed out after {REPLY_TIMEOUT_S} s waiting for {what}") from None
         stats = self.brokers.appliance.stats
         fills = self.tracker.fills_by_session
         # Each trade sends one fill ExecutionReport to each side; the engine has already

@@ -13,6 +13,7 @@ once the batch holding it is committed, so a crash never loses a message the pee
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import logging
 from typing import TYPE_CHECKING, Protocol, Sequence
@@ -121,6 +122,10 @@ class Session:
             (tags.SENDER_COMP_ID, settings.sender_comp_id),
             (tags.TARGET_COMP_ID, settings.target_comp_id),
         ]
+        if settings.sender_sub_id:
+            self._header_prefix.append((tags.SENDER_SUB_ID, settings.sender_sub_id))
+        if settings.target_sub_id:
+            self._header_prefix.append((tags.TARGET_SUB_ID, settings.target_sub_id))
 
     def __repr__(self) -> str:
         return f"Session({self.session_id!r}, {self.state.value})"
@@ -387,10 +392,12 @@ class Session:
             self._advance_target()
         if self.state is SessionState.LOGOUT_SENT:
             self.disconnect("Logout confirmed by the peer")
-            return
-        logger.info("%s: Logout from the peer: %s", self.session_id, message.get_str(tags.TEXT))
-        self.send_logout()
-        self.disconnect("peer logged out")
+        else:
+            logger.info("%s: Logout from the peer: %s", self.session_id, message.get_str(tags.TEXT))
+            self.send_logout()
+            self.disconnect("peer logged out")
+        if self.settings.reset_on_logout:
+            self.reset_seq_nums()
 
     def on_sequence_reset(self, message: FixMessage, msg_seq_num: int) -> None:
         """SequenceReset (4): GapFill mode follows MsgSeqNum rules, Reset mode does not."""
@@ -476,8 +483,17 @@ class Session:
     # ------------------------------------------------------------------ timers
 
     def on_timer(self, now_us: int) -> None:
-        """Send Heartbeat or TestRequest, or disconnect, by the time since the last traffic."""
+        """Send Heartbeat or TestRequest, or disconnect, by the time since the last traffic.
+
+        At EndTime an active session is logged out.
+        """
         if self.connection is None:
+            return
+        if self.state is SessionState.ACTIVE and not self.settings.is_session_time(
+            datetime.datetime.fromtimestamp(now_us / 1e6, datetime.timezone.utc)
+        ):
+            logger.info("%s: outside the session time; logging out", self.session_id)
+            self.send_logout("session time ended")
             return
         interval_us = self.heartbeat_interval_s * 1_000_000
         if interval_us <= 0:

@@ -11,8 +11,9 @@ UTC, and ``TimeZone`` is accepted only as UTC. Relative paths resolve against th
 the settings file. Every error is a :class:`~gateway.errors.SettingsError` whose message
 starts with ``file:line:`` and names the key, the value and what is allowed.
 
-NOTE: this module parses and checks every supported key, but the session layer decides
-which settings it acts on. A key parsed here is not necessarily enforced yet.
+NOTE: the session layer does not act on every key yet: the data dictionary keys
+(UseDataDictionary, DataDictionary and the Validate* keys) are parsed and checked but
+inbound messages are validated only by the gateway's own rules.
 """
 
 from __future__ import annotations
@@ -124,6 +125,29 @@ class SessionSettings:
     def session_id(self) -> str:
         """Session ID in QuickFIX style, ``FIX.4.4:FIXGW->BRK1``."""
         return f"{self.begin_string}:{self.sender_comp_id}->{self.target_comp_id}"
+
+    def is_session_time(self, now: datetime.datetime) -> bool:
+        """Return whether the UTC time ``now`` lies inside StartTime-EndTime.
+
+        With StartDay/EndDay the window is weekly, from StartDay at StartTime to EndDay at
+        EndTime; otherwise it repeats daily. A window whose start is after its end spans
+        midnight (or the weekend), and equal start and end mean the session never closes.
+        No StartTime means always open.
+        """
+        if self.start_time is None or self.end_time is None:
+            return True
+        start = _seconds_of_day(self.start_time)
+        end = _seconds_of_day(self.end_time)
+        position = _seconds_of_day(now.time())
+        if self.start_day is not None and self.end_day is not None:
+            start += self.start_day * 86_400
+            end += self.end_day * 86_400
+            position += now.weekday() * 86_400
+        if start == end:
+            return True
+        if start < end:
+            return start <= position <= end
+        return position >= start or position <= end
 
 
 def default_session_settings(
@@ -458,8 +482,9 @@ def _parse_id(text: str, base_dir: Path) -> str:
 
 
 def _parse_port(text: str, base_dir: Path) -> int:
-    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= 65535:
-        raise _InvalidValue("expected a TCP port number from 1 to 65535")
+    # Port 0 asks the operating system for a free port; `fixgw serve` prints the one bound.
+    if not _DIGITS.fullmatch(text) or not 0 <= int(text) <= 65535:
+        raise _InvalidValue("expected a TCP port number from 0 (any free port) to 65535")
     return int(text)
 
 
@@ -592,3 +617,7 @@ _KEYS: dict[str, _Key] = {
         _Key("MaxMessageSize", "max_message_size_bytes", _positive_int("bytes")),
     )
 }
+
+
+def _seconds_of_day(value: datetime.time) -> int:
+    return value.hour * 3600 + value.minute * 60 + value.second

@@ -31,6 +31,7 @@ class ReplayFigures:
     orders; one is reproduced when it traded exactly its size, all at the recorded price.
     ``reconciled_levels`` counts the levels seeded or adjusted from the order-book file
     because the message file does not show how they got there (see the replay module).
+    ``unmatched_cancel_qty`` is the cancelled size that found no order at its level.
     """
 
     symbol: str
@@ -46,6 +47,7 @@ class ReplayFigures:
     cancel_rejects: int
     reconciled_levels: int
     reconciled_qty: int
+    unmatched_cancel_qty: int = 0
 
     @property
     def events(self) -> int:
@@ -147,6 +149,7 @@ def _replay_rows(figures: ReplayFigures) -> list[tuple[str, str]]:
             "reconciled levels",
             f"{figures.reconciled_levels:,} ({figures.reconciled_qty:,} shares)",
         ),
+        ("unmatched cancels", f"{figures.unmatched_cancel_qty:,} shares"),
     ]
 
 

