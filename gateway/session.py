@@ -19,7 +19,8 @@ import logging
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 from gateway import tags
-from gateway.codec import FixMessage, FrameDecoder, encode
+from gateway.codec import FixMessage, decode_message, encode
+from gateway.errors import CodecError
 from gateway.tags import MsgType, SessionRejectReason
 from gateway.timefmt import format_utc_timestamp, parse_utc_timestamp
 
@@ -459,7 +460,7 @@ class Session:
         stored = dict(self.audit.load_outbound(self.session_id, begin_seq_no, end_seq_no))
         gap_start: int | None = None
         for seq in range(begin_seq_no, end_seq_no + 1):
-            original = _decode_stored(stored[seq]) if seq in stored else None
+            original = _decode_stored(stored.get(seq))
             if original is None or original.msg_type in tags.ADMIN_MSG_TYPES:
                 if gap_start is None:
                     gap_start = seq
@@ -677,9 +678,14 @@ def _write_if_open(connection: Connection, raw: bytes) -> None:
         connection.write(raw)
 
 
-def _decode_stored(raw: bytes) -> FixMessage | None:
-    """Parse one stored outbound message; None if the store holds something unreadable."""
-    decoder = FrameDecoder(max(len(raw), 1))
-    decoder.feed(raw)
-    frame = decoder.next_frame()
-    return frame if isinstance(frame, FixMessage) else None
+
+def _decode_stored(raw: bytes | None) -> FixMessage | None:
+    """Parse one stored outbound message; None when it is missing or unreadable, so the
+    resend gap-fills over it instead of stopping."""
+    if raw is None:
+        return None
+    try:
+        return decode_message(raw)
+    except CodecError:
+        logger.exception("stored outbound message %r cannot be parsed; gap-filling over it", raw[:60])
+        return None
