@@ -1,38 +1,40 @@
 """The limit order book of one instrument, with price-time priority.
 
-Each side is a ``SortedDict`` of price levels. Asks are keyed by price and bids by the
-negated price, so on both sides the first key is the best level and a walk from the front
-visits levels in matching order. A level keeps its orders in an ``OrderedDict`` used as an
-ordered set: arrival order is time priority, and appending, cancelling and taking the oldest
-order are all O(1).
+Each side is a dict of price levels plus a plain list of the level keys sorted ascending,
+the best level last. Bids are keyed by price and asks by the negated price, so on both
+sides a higher key is a better price, ``keys[-1]`` is the best level and taking it off
+is ``list.pop()``. Inserting a new level is a ``bisect.insort`` into a list of a few
+hundred ints, which is cheaper than a balanced tree at the book sizes a venue sees.
 
-The book stores and matches orders; it does not validate them or build events. The engine
-does both, and it calls :meth:`OrderBook.check` in tests after every command.
+A level keeps its orders in an ``OrderedDict`` used as an ordered set: arrival order is
+time priority, and appending, cancelling, taking the oldest order and moving an iceberg
+to the back are all O(1).
+
+The book stores orders and answers queries; the engine matches and builds the events,
+and tests call :meth:`OrderBook.check` after every command.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Iterator
 from itertools import islice
 
-from sortedcontainers import SortedDict
-
 from engine.errors import EngineInvariantError, OrderNotRestingError
-from engine.orders import OrdStatus, OrdType, Side, TimeInForce
+from engine.instrument import Firm, Instrument
+from engine.orders import OrdStatus, OrdType, SelfMatchPrevention, Side, TimeInForce, TradingPhase
 
 # Statuses of an order that may rest in a book: ordered and not yet finished.
 LIVE_STATUSES = frozenset({OrdStatus.NEW, OrdStatus.PARTIALLY_FILLED})
+
+# Time in force values with which an order may rest in the book.
+RESTING_TIME_IN_FORCE = frozenset({TimeInForce.DAY, TimeInForce.GTC, TimeInForce.GTD})
 
 # Reading an enum member from its class costs about 60 ns on CPython 3.11, several times a
 # module global, so the per-order code reads these aliases.
 _BUY = Side.BUY
 _NEW = OrdStatus.NEW
-_PARTIALLY_FILLED = OrdStatus.PARTIALLY_FILLED
-_FILLED = OrdStatus.FILLED
-
-# One match against a resting order: the order and the quantity taken from it.
-Fill = tuple["Order", int]
 
 
 class Order:
@@ -40,8 +42,14 @@ class Order:
 
     Rejected and finished orders keep their last state, so status requests and late
     cancels still find them. ``leaves_qty`` is ``order_qty - cum_qty`` while the order
-    is live and 0 once it is filled, cancelled or rejected. ``seq`` is the time priority:
-    it is assigned each time the order joins the back of a price level.
+    is live and 0 once it is filled, cancelled, expired or rejected.
+
+    ``visible_qty`` is the part of ``leaves_qty`` shown in the book: all of it, except for
+    an iceberg (``display_qty`` above 0), which shows at most ``display_qty``. ``seq`` is
+    the time priority, assigned each time the order joins the back of a price level.
+    ``num`` is the order's arrival number, the order of reports when many orders change
+    at once. ``self_match`` is the firm's self-match prevention, None when it is off.
+    ``triggered`` is False for a stop order still waiting for its StopPx (99).
     """
 
     __slots__ = (
@@ -56,15 +64,27 @@ class Order:
         "order_qty",
         "cum_qty",
         "leaves_qty",
+        "visible_qty",
         "cum_notional",
         "ord_status",
         "account",
         "seq",
+        "num",
+        "stop_px",
+        "display_qty",
+        "min_qty",
+        "post_only",
+        "expire_time_us",
+        "expire_date",
+        "firm",
+        "self_match",
+        "triggered",
     )
 
     def __init__(
         self,
         order_id: str,
+        num: int,
         session_id: str,
         cl_ord_id: str,
         symbol: str,
@@ -76,6 +96,7 @@ class Order:
         account: str = "",
     ) -> None:
         self.order_id = order_id
+        self.num = num
         self.session_id = session_id
         self.cl_ord_id = cl_ord_id
         self.symbol = symbol
@@ -86,215 +107,254 @@ class Order:
         self.order_qty = order_qty
         self.cum_qty = 0
         self.leaves_qty = order_qty
+        self.visible_qty = order_qty
         # Sum of last_px * last_qty over the fills, so AvgPx (6) is cum_notional / cum_qty.
         self.cum_notional = 0
         self.ord_status = _NEW
         self.account = account
         self.seq = 0
+        self.stop_px: int | None = None
+        self.display_qty = 0
+        self.min_qty = 0
+        self.post_only = False
+        self.expire_time_us: int | None = None
+        self.expire_date: str | None = None
+        self.firm: Firm | None = None
+        self.self_match: SelfMatchPrevention | None = None
+        self.triggered = True
 
     def __repr__(self) -> str:
         return (
             f"Order({self.order_id!r}, {self.session_id!r}, cl_ord_id={self.cl_ord_id!r}, "
-            f"{self.symbol!r}, {self.side.name}, price={self.price!r}, "
+            f"{self.symbol!r}, {self.side.name}, {self.ord_type.name}, price={self.price!r}, "
             f"order_qty={self.order_qty}, cum_qty={self.cum_qty}, "
-            f"leaves_qty={self.leaves_qty}, {self.ord_status.name}, seq={self.seq})"
+            f"leaves_qty={self.leaves_qty}, visible_qty={self.visible_qty}, "
+            f"{self.ord_status.name}, seq={self.seq})"
         )
+
+    def show_next_slice(self) -> None:
+        """Set ``visible_qty`` to the next iceberg slice, or to all of ``leaves_qty``."""
+        display_qty = self.display_qty
+        leaves_qty = self.leaves_qty
+        self.visible_qty = display_qty if 0 < display_qty < leaves_qty else leaves_qty
 
 
 class PriceLevel:
-    """The orders resting at one price on one side, oldest first."""
+    """The orders resting at one price on one side, oldest first.
 
-    __slots__ = ("price", "total_qty", "orders")
+    ``total_qty`` is the sum of visible_qty, the quantity market data shows, and
+    ``leaves_qty`` the sum of leaves_qty, hidden iceberg reserves included. Both are kept
+    up to date so that BBO, depth and fillable quantity never walk the orders.
+    """
+
+    __slots__ = ("price", "total_qty", "leaves_qty", "orders")
 
     def __init__(self, price: int) -> None:
         self.price = price
-        # Sum of leaves_qty over the orders, kept up to date so that BBO and depth are O(1).
         self.total_qty = 0
+        self.leaves_qty = 0
         self.orders: OrderedDict[Order, None] = OrderedDict()
 
-    def fill(self, qty: int, fills: list[Fill]) -> int:
-        """Take up to ``qty`` from the oldest orders, append the fills and return what is left.
 
-        Filled orders leave the level. A partly filled order keeps its place at the front.
-        """
-        price = self.price
-        filled_count = 0
-        for order in self.orders:
-            take = order.leaves_qty if order.leaves_qty <= qty else qty
-            order.cum_qty += take
-            order.leaves_qty -= take
-            order.cum_notional += take * price
-            fills.append((order, take))
-            self.total_qty -= take
-            qty -= take
-            if order.leaves_qty:
-                order.ord_status = _PARTIALLY_FILLED
-                break
-            order.ord_status = _FILLED
-            filled_count += 1
-            if not qty:
-                break
+class BookSide:
+    """The levels of one side, keyed so that a higher key is a better price."""
 
-        # Filled orders are a prefix of the level, so they come off the front.
-        popitem = self.orders.popitem
-        for _ in range(filled_count):
-            popitem(last=False)
-        return qty
+    __slots__ = ("side", "sign", "keys", "levels")
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        # key = sign * price: bids by price, asks by negated price.
+        self.sign = 1 if side is _BUY else -1
+        self.keys: list[int] = []
+        self.levels: dict[int, PriceLevel] = {}
+
+    def best(self) -> PriceLevel | None:
+        """Return the best level, or None when the side is empty."""
+        keys = self.keys
+        return self.levels[keys[-1]] if keys else None
+
+    def in_priority(self) -> Iterator[PriceLevel]:
+        """Yield the levels best first."""
+        levels = self.levels
+        for key in reversed(self.keys):
+            yield levels[key]
+
+    def add(self, order: Order) -> None:
+        """Rest ``order`` at the back of the level at its price."""
+        key = self.sign * order.price  # type: ignore[operator]
+        level = self.levels.get(key)
+        if level is None:
+            level = self.levels[key] = PriceLevel(order.price)  # type: ignore[arg-type]
+            keys = self.keys
+            if not keys or key > keys[-1]:
+                keys.append(key)
+            else:
+                insort(keys, key)
+        level.orders[order] = None
+        level.total_qty += order.visible_qty
+        level.leaves_qty += order.leaves_qty
+
+    def remove(self, order: Order) -> None:
+        """Take a resting order out of its level, leaving the order's state unchanged."""
+        key = self.sign * order.price  # type: ignore[operator]
+        level = self.levels.get(key)
+        if level is None or order not in level.orders:
+            raise OrderNotRestingError(
+                f"order {order.order_id} ({order.side.name} at {order.price!r}) does not "
+                f"rest in its book"
+            )
+        del level.orders[order]
+        level.total_qty -= order.visible_qty
+        level.leaves_qty -= order.leaves_qty
+        if not level.orders:
+            self.drop_level(key)
+
+    def drop_level(self, key: int) -> None:
+        """Remove the empty level at ``key``."""
+        del self.levels[key]
+        keys = self.keys
+        if keys[-1] == key:
+            keys.pop()
+        else:
+            del keys[bisect_left(keys, key)]
+
+    def level_of(self, order: Order) -> PriceLevel:
+        """Return the level ``order`` rests in, or raise OrderNotRestingError."""
+        level = self.levels.get(self.sign * order.price)  # type: ignore[operator]
+        if level is None or order not in level.orders:
+            raise OrderNotRestingError(
+                f"order {order.order_id} ({order.side.name} at {order.price!r}) does not "
+                f"rest in its book"
+            )
+        return level
+
+    def depth(self, levels: int) -> list[tuple[int, int]]:
+        """Return up to ``levels`` (price, visible quantity) pairs, best first."""
+        return [(level.price, level.total_qty) for level in islice(self.in_priority(), levels)]
 
 
 class OrderBook:
-    """The bids and asks of one instrument, matched by price, then time.
+    """The bids, asks and waiting stop orders of one instrument, and its trading state.
 
-    Prices are integers in units of ``PRICE_SCALE``. All quantity is visible, because the
-    book has no iceberg orders.
+    Prices are integers in units of ``PRICE_SCALE``. ``last_px`` and ``last_qty`` are the
+    last trade, None and 0 before the first one.
     """
 
-    def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-        self._bids: SortedDict[int, PriceLevel] = SortedDict()  # keyed by -price
-        self._asks: SortedDict[int, PriceLevel] = SortedDict()  # keyed by price
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.symbol = instrument.symbol
+        self.bids = BookSide(Side.BUY)
+        self.asks = BookSide(Side.SELL)
+        self.phase = instrument.initial_phase
+        self.last_px: int | None = None
+        self.last_qty = 0
+        # Stop orders waiting for their StopPx (99), by arrival number.
+        self.stops: dict[int, Order] = {}
 
     def __repr__(self) -> str:
-        return f"OrderBook({self.symbol!r}, bid={self.best_bid()!r}, ask={self.best_ask()!r})"
+        return (
+            f"OrderBook({self.symbol!r}, {self.phase.name}, bid={self.best_bid()!r}, "
+            f"ask={self.best_ask()!r})"
+        )
 
     # Queries.
 
     def best_bid(self) -> tuple[int, int] | None:
-        """Return the highest bid as (price, total quantity at that price), or None."""
-        if not self._bids:
-            return None
-        level = self._bids.peekitem(0)[1]
-        return level.price, level.total_qty
+        """Return the highest bid as (price, visible quantity at that price), or None."""
+        level = self.bids.best()
+        return None if level is None else (level.price, level.total_qty)
 
     def best_ask(self) -> tuple[int, int] | None:
-        """Return the lowest ask as (price, total quantity at that price), or None."""
-        if not self._asks:
-            return None
-        level = self._asks.peekitem(0)[1]
-        return level.price, level.total_qty
+        """Return the lowest ask as (price, visible quantity at that price), or None."""
+        level = self.asks.best()
+        return None if level is None else (level.price, level.total_qty)
 
     def depth(self, levels: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Return up to ``levels`` (price, quantity) pairs per side: bids, then asks, best first."""
+        """Return up to ``levels`` (price, visible quantity) pairs per side, best first."""
         if levels < 0:
             raise ValueError(f"levels must be 0 or more, got {levels!r}")
-        bids = [(level.price, level.total_qty) for level in islice(self._bids.values(), levels)]
-        asks = [(level.price, level.total_qty) for level in islice(self._asks.values(), levels)]
-        return bids, asks
+        return self.bids.depth(levels), self.asks.depth(levels)
 
     def orders(self) -> Iterator[Order]:
         """Yield every resting order: bids best level first, then asks, oldest first in a level."""
-        for side in (self._bids, self._asks):
-            for level in side.values():
+        for side in (self.bids, self.asks):
+            for level in side.in_priority():
                 yield from level.orders
 
-    def fillable_qty(self, side: Side, limit_price: int | None, qty: int) -> int:
-        """Return how much of ``qty`` an order on ``side`` could fill now, without filling it.
+    def side(self, side: Side) -> BookSide:
+        """Return the levels of ``side``."""
+        return self.bids if side is _BUY else self.asks
 
-        ``limit_price`` None means a market order, which accepts any price.
+    def is_crossed(self) -> bool:
+        """True when the best bid is at or above the best ask."""
+        bid, ask = self.bids.best(), self.asks.best()
+        return bid is not None and ask is not None and bid.price >= ask.price
+
+    def fillable_qty(self, order: Order, limit_price: int | None) -> int:
+        """Return how much of ``order`` could fill now at ``limit_price`` or better.
+
+        ``limit_price`` None means any price. Hidden iceberg quantity counts, because the
+        reserve refreshes into the same level. With self-match prevention, orders of the
+        same firm do not count, and when the incoming order would be cancelled at the
+        first of them, nothing behind it counts either.
         """
-        levels, key_limit = self._opposite(side, limit_price)
+        opposite = self.asks if order.side is _BUY else self.bids
+        limit_key = None if limit_price is None else opposite.sign * limit_price
+        wanted = order.leaves_qty
         available = 0
-        for key, level in levels.items():
-            if key_limit is not None and key > key_limit:
+        for level in opposite.in_priority():
+            if limit_key is not None and opposite.sign * level.price < limit_key:
                 break
-            available += level.total_qty
-            if available >= qty:
-                return qty
+            if order.self_match is None:
+                available += level.leaves_qty
+            elif order.self_match is SelfMatchPrevention.CANCEL_RESTING:
+                available += sum(o.leaves_qty for o in level.orders if o.firm is not order.firm)
+            else:
+                reachable, stopped = _reachable_before_own_firm(level, order.firm)
+                available += reachable
+                if stopped:
+                    return min(available, wanted)
+            if available >= wanted:
+                return wanted
         return available
-
-    # Changes, made by the engine.
-
-    def add(self, order: Order) -> None:
-        """Rest ``order`` at the back of the level at its price."""
-        if order.side is _BUY:
-            levels, key = self._bids, -order.price  # type: ignore[operator]
-        else:
-            levels, key = self._asks, order.price
-        level = levels.get(key)
-        if level is None:
-            level = levels[key] = PriceLevel(order.price)  # type: ignore[arg-type]
-        level.orders[order] = None
-        level.total_qty += order.leaves_qty
-
-    def remove(self, order: Order) -> None:
-        """Take a resting order out of the book, leaving its state unchanged."""
-        levels, key, level = self._level_of(order)
-        del level.orders[order]
-        level.total_qty -= order.leaves_qty
-        if not level.orders:
-            del levels[key]
-
-    def amend_qty(self, order: Order, order_qty: int) -> None:
-        """Lower or keep the OrderQty (38) of a resting order without changing its time priority."""
-        leaves_qty = order_qty - order.cum_qty
-        if not 0 < leaves_qty <= order.leaves_qty:
-            raise ValueError(
-                f"amend_qty accepts an order_qty above cum_qty {order.cum_qty} and at most "
-                f"order_qty {order.order_qty} of order {order.order_id}, got {order_qty!r}; "
-                f"remove and add the order to change it otherwise"
-            )
-        level = self._level_of(order)[2]
-        level.total_qty -= order.leaves_qty - leaves_qty
-        order.order_qty = order_qty
-        order.leaves_qty = leaves_qty
-
-    def match(self, side: Side, limit_price: int | None, qty: int) -> list[Fill]:
-        """Fill up to ``qty`` for an incoming order on ``side`` and return the fills in order.
-
-        Resting orders trade at their own price, best level first and oldest first within a
-        level. ``limit_price`` None means a market order. Filled resting orders leave the
-        book with OrdStatus (39) FILLED; the incoming order itself is not changed.
-        """
-        levels, key_limit = self._opposite(side, limit_price)
-        fills: list[Fill] = []
-        while qty and levels:
-            key, level = levels.peekitem(0)
-            if key_limit is not None and key > key_limit:
-                break
-            qty = level.fill(qty, fills)
-            if not level.orders:
-                del levels[key]
-        return fills
-
-    def _opposite(
-        self, side: Side, limit_price: int | None
-    ) -> tuple[SortedDict[int, PriceLevel], int | None]:
-        """Return the levels an order on ``side`` trades against and its limit as a key."""
-        if side is _BUY:
-            return self._asks, limit_price
-        return self._bids, None if limit_price is None else -limit_price
-
-    def _level_of(self, order: Order) -> tuple[SortedDict[int, PriceLevel], int, PriceLevel]:
-        if order.side is _BUY:
-            levels, key = self._bids, -order.price  # type: ignore[operator]
-        else:
-            levels, key = self._asks, order.price
-        level = levels.get(key)
-        if level is None or order not in level.orders:
-            raise OrderNotRestingError(
-                f"order {order.order_id} ({order.side.name} at {order.price!r}) does not "
-                f"rest in the {self.symbol!r} book"
-            )
-        return levels, key, level  # type: ignore[return-value]
 
     # Invariants.
 
     def check(self) -> None:
-        """Raise EngineInvariantError if the book's structure or cached totals are wrong."""
-        for side, levels, sign in ((Side.BUY, self._bids, -1), (Side.SELL, self._asks, 1)):
-            for key, level in levels.items():
-                if key != sign * level.price:
-                    raise EngineInvariantError(
-                        f"{self.symbol} {side.name} level {level.price} is stored under key "
-                        f"{key}, expected {sign * level.price}"
-                    )
-                self._check_level(side, level)
+        """Raise EngineInvariantError if the book's structure or cached totals are wrong.
 
-        bid, ask = self.best_bid(), self.best_ask()
-        if bid is not None and ask is not None and bid[0] >= ask[0]:
+        A book may be crossed only in a call phase or a halt, before the uncross.
+        """
+        for side in (self.bids, self.asks):
+            self._check_side(side)
+        crossed_allowed = self.phase.is_call or self.phase is TradingPhase.HALTED
+        if not crossed_allowed and self.is_crossed():
             raise EngineInvariantError(
-                f"{self.symbol} book is crossed: best bid {bid[0]} >= best ask {ask[0]}"
+                f"{self.symbol} book is crossed in {self.phase.name}: best bid "
+                f"{self.best_bid()} >= best ask {self.best_ask()}"
             )
+        for num, order in self.stops.items():
+            if order.num != num or order.triggered or order.ord_status is not _NEW:
+                raise EngineInvariantError(
+                    f"{self.symbol} stop book contains {order!r} under arrival number {num}"
+                )
+
+    def _check_side(self, side: BookSide) -> None:
+        keys = side.keys
+        if any(a >= b for a, b in zip(keys, keys[1:])):
+            raise EngineInvariantError(f"{self.symbol} {side.side.name} keys are not sorted: {keys}")
+        if set(keys) != set(side.levels) or len(keys) != len(side.levels):
+            raise EngineInvariantError(
+                f"{self.symbol} {side.side.name} keys {keys} differ from the levels "
+                f"{sorted(side.levels)}"
+            )
+        for key, level in side.levels.items():
+            if key != side.sign * level.price:
+                raise EngineInvariantError(
+                    f"{self.symbol} {side.side.name} level {level.price} is stored under key "
+                    f"{key}, expected {side.sign * level.price}"
+                )
+            self._check_level(side.side, level)
 
     def _check_level(self, side: Side, level: PriceLevel) -> None:
         where = f"{self.symbol} {side.name} level {level.price}"
@@ -311,11 +371,28 @@ class OrderBook:
                 )
             previous_seq = order.seq
 
-        total = sum(order.leaves_qty for order in level.orders)
-        if level.total_qty != total:
+        visible = sum(order.visible_qty for order in level.orders)
+        leaves = sum(order.leaves_qty for order in level.orders)
+        if (level.total_qty, level.leaves_qty) != (visible, leaves):
             raise EngineInvariantError(
-                f"{where}: cached total_qty {level.total_qty} != sum of leaves_qty {total}"
+                f"{where}: cached total_qty {level.total_qty} and leaves_qty "
+                f"{level.leaves_qty} != sums {visible} and {leaves} over the orders"
             )
+
+
+def _reachable_before_own_firm(level: PriceLevel, firm: Firm | None) -> tuple[int, bool]:
+    """Return what an order of ``firm`` fills from ``level`` before it meets its own firm.
+
+    The second value is True when an order of ``firm`` rests in the level. An iceberg
+    ahead of it then gives only its visible slice, because its next slice joins the
+    back of the level, behind the order of the same firm.
+    """
+    visible = 0
+    for resting in level.orders:
+        if resting.firm is firm:
+            return visible, True
+        visible += resting.visible_qty
+    return level.leaves_qty, False
 
 
 def _check_resting_order(order: Order, where: str, symbol: str, side: Side, price: int) -> None:
@@ -327,16 +404,22 @@ def _check_resting_order(order: Order, where: str, symbol: str, side: Side, pric
         problems.append(f"side {order.side.name}")
     if order.price != price:
         problems.append(f"price {order.price!r}")
-    if order.ord_type is not OrdType.LIMIT:
-        problems.append(f"ord_type {order.ord_type.name}")
-    if order.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
+    if order.ord_type not in (OrdType.LIMIT, OrdType.STOP_LIMIT) or not order.triggered:
+        problems.append(f"ord_type {order.ord_type.name}, triggered {order.triggered}")
+    if order.time_in_force not in RESTING_TIME_IN_FORCE:
         problems.append(f"time_in_force {order.time_in_force.name}")
-    if order.ord_status not in LIVE_STATUSES:
-        problems.append(f"ord_status {order.ord_status.name}")
     if order.leaves_qty <= 0 or order.leaves_qty != order.order_qty - order.cum_qty:
         problems.append(
             f"leaves_qty {order.leaves_qty} with order_qty {order.order_qty} "
             f"and cum_qty {order.cum_qty}"
+        )
+    expected_visible = order.leaves_qty
+    if 0 < order.display_qty < order.leaves_qty:
+        expected_visible = order.display_qty
+    if not 0 < order.visible_qty <= expected_visible:
+        problems.append(
+            f"visible_qty {order.visible_qty} with display_qty {order.display_qty} "
+            f"and leaves_qty {order.leaves_qty}"
         )
     expected_status = OrdStatus.PARTIALLY_FILLED if order.cum_qty else OrdStatus.NEW
     if order.ord_status is not expected_status:

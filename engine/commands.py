@@ -15,12 +15,22 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Union
 
-from engine.orders import OrdRejReason, OrdType, Side, TimeInForce
+from engine.orders import OrdRejReason, OrdType, Side, TimeInForce, TradingPhase
+
+# session_id of the commands the venue itself issues: time, end of day and phase changes.
+VENUE_SESSION_ID = "VENUE"
 
 
 @dataclass(frozen=True, slots=True)
 class NewOrder:
-    """A NewOrderSingle (D). ``price`` is None for a market order."""
+    """A NewOrderSingle (D). ``price`` is None for a market or stop order.
+
+    ``stop_px`` is StopPx (99) of a stop or stop-limit order. ``display_qty`` is MaxFloor
+    (111), DisplayQty (1138) from FIX 5.0: 0 shows the whole order, a smaller positive
+    quantity makes an iceberg. ``min_qty`` is MinQty (110), 0 for none. ``post_only`` is
+    ExecInst (18) 6. ``expire_time_us`` (ExpireTime (126), microseconds since the epoch)
+    or ``expire_date`` (ExpireDate (432), YYYYMMDD) ends a GTD order.
+    """
 
     session_id: str
     cl_ord_id: str
@@ -31,6 +41,12 @@ class NewOrder:
     price: int | None
     time_in_force: TimeInForce = TimeInForce.DAY
     account: str = ""
+    stop_px: int | None = None
+    display_qty: int = 0
+    min_qty: int = 0
+    post_only: bool = False
+    expire_time_us: int | None = None
+    expire_date: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +66,9 @@ class ReplaceOrder:
     """An OrderCancelReplaceRequest (G): new price and quantity for a resting order.
 
     ``order_qty`` is the new total quantity, filled part included, as OrderQty (38) means
-    in FIX. A decrease keeps time priority; a price change or an increase loses it.
+    in FIX. A decrease keeps time priority; a price change or an increase loses it, and
+    so does a new ``display_qty``. The other fields replace the order's as in
+    :class:`NewOrder`; ``post_only`` and MinQty (110) stay as the order was entered.
     """
 
     session_id: str
@@ -63,6 +81,10 @@ class ReplaceOrder:
     price: int | None
     time_in_force: TimeInForce = TimeInForce.DAY
     order_id: str | None = None
+    stop_px: int | None = None
+    display_qty: int = 0
+    expire_time_us: int | None = None
+    expire_date: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +121,73 @@ class RejectOrder:
     text: str
 
 
-Command = Union[NewOrder, CancelOrder, ReplaceOrder, OrderStatusRequest, MassCancel, RejectOrder]
+@dataclass(frozen=True, slots=True)
+class AdvanceTime:
+    """The venue clock moved to ``ts_us`` (microseconds since the epoch, UTC).
+
+    The engine reads no clock, so GTD orders with an ExpireTime (126) expire only when a
+    journaled AdvanceTime reaches it. A time earlier than the engine's is ignored.
+    ``session_id`` and ``cl_ord_id`` name the sender and request for the audit trail.
+    """
+
+    ts_us: int
+    session_id: str = VENUE_SESSION_ID
+    cl_ord_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfDay:
+    """The trading day ``trade_date`` (YYYYMMDD) ended.
+
+    DAY orders expire, and so do GTD orders whose ExpireDate (432) is ``trade_date`` or
+    earlier. A later GTD order with such an ExpireDate is rejected.
+    """
+
+    trade_date: str
+    session_id: str = VENUE_SESSION_ID
+    cl_ord_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTradingPhase:
+    """Move ``symbol``, or every instrument when it is None, to ``phase``.
+
+    Leaving a call phase or a halt for CONTINUOUS or CLOSED uncrosses the book first.
+    An unlisted ``symbol`` makes ``process`` raise UnknownInstrumentError, so the venue
+    must validate the symbol before journaling the command.
+    """
+
+    phase: TradingPhase
+    symbol: str | None = None
+    session_id: str = VENUE_SESSION_ID
+    cl_ord_id: str = ""
+
+
+Command = Union[
+    NewOrder,
+    CancelOrder,
+    ReplaceOrder,
+    OrderStatusRequest,
+    MassCancel,
+    RejectOrder,
+    AdvanceTime,
+    EndOfDay,
+    SetTradingPhase,
+]
 
 COMMAND_TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (NewOrder, CancelOrder, ReplaceOrder, OrderStatusRequest, MassCancel, RejectOrder)
+    for cls in (
+        NewOrder,
+        CancelOrder,
+        ReplaceOrder,
+        OrderStatusRequest,
+        MassCancel,
+        RejectOrder,
+        AdvanceTime,
+        EndOfDay,
+        SetTradingPhase,
+    )
 }
 
 
@@ -147,8 +231,15 @@ def command_from_dict(data: dict[str, Any]) -> Command:
     return cls(**kwargs)
 
 
-_ENUM_FIELDS: dict[str, type] = {"side": Side, "ord_type": OrdType, "time_in_force": TimeInForce}
+_ENUM_FIELDS: dict[str, type] = {
+    "side": Side,
+    "ord_type": OrdType,
+    "time_in_force": TimeInForce,
+    "phase": TradingPhase,
+}
 
 
 def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, (Side, OrdType, TimeInForce, OrdRejReason)) else value
+    if isinstance(value, (Side, OrdType, TimeInForce, OrdRejReason, TradingPhase)):
+        return value.value
+    return value

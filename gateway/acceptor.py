@@ -137,6 +137,12 @@ class FixConnection(asyncio.Protocol):
             if frame is None:
                 return
             if isinstance(frame, GarbledFrame):
+                if self.session is None:
+                    # A garbled Logon (A) cannot open a session, and no session's
+                    # sequence numbers could carry a reply.
+                    logger.warning("%s: garbled first message: %s; disconnecting", self.peer, frame.reason)
+                    self._drop()
+                    return
                 # A garbled message is ignored and does not advance the expected
                 # MsgSeqNum (34): the peer's next message then reveals the gap.
                 logger.warning("%s: garbled message ignored: %s", self._name(), frame.reason)

@@ -25,18 +25,22 @@ from gateway import reports
 from gateway.acceptor import Acceptor
 from gateway.codec import FixMessage
 from gateway.normalise import BusinessReject, MassCancelRejected, SessionReject, normalise
-from gateway.session import Session, SessionState
+from gateway.echo import EchoApplication
+from gateway.session import Application, Session, SessionState
 from gateway.settings import SessionSettings
 from gateway.tags import MsgType, SessionRejectReason
 from gateway.timefmt import format_utc_timestamp
 from gateway.venue import VenueConfig
-from surveillance.audit import AuditTrail
+from surveillance.audit import AuditTrail, SessionEventKind
+from surveillance.audit_guard import OrderEntryGuard
+from surveillance.audit_limits import record_instrument_limits
 from surveillance.detectors import WashTradeDetector
 from surveillance.risk import RiskGate
 
 logger = logging.getLogger(__name__)
 
 TIMER_INTERVAL_S = 0.1
+APP_MODES = ("engine", "echo")
 LOGOUT_WAIT_S = 2.0
 _LEGACY_VERSIONS = frozenset({"FIX.4.0", "FIX.4.1"})  # no BusinessMessageReject (j)
 
@@ -56,14 +60,22 @@ class Appliance:
     """Runs the acceptor sessions against one engine, risk gate and audit trail."""
 
     def __init__(
-        self, sessions: list[SessionSettings], venue: VenueConfig, *, audit_path: Path
+        self, sessions: list[SessionSettings], venue: VenueConfig, *, audit_path: Path,
+        app: str = "engine", audit: AuditTrail | None = None,
     ) -> None:
+        """``app`` is "engine" to route orders to the matching engine, or "echo" to run the
+        echo application that FIX session acceptance scripts expect."""
         if not sessions:
             raise ValueError("no FIX sessions configured: add a [SESSION] to the settings file")
+        if app not in APP_MODES:
+            raise ValueError(f"app {app!r} is not one of {', '.join(APP_MODES)}")
+        self.app = app
         self.session_settings = sessions
         self.venue = venue
         self.audit_path = Path(audit_path)
-        self.audit = AuditTrail(self.audit_path)
+        # ``audit`` lets the benchmark swap in surveillance.audit_null.NullAuditTrail.
+        self.audit = audit if audit is not None else AuditTrail(self.audit_path)
+        self.order_entry = OrderEntryGuard(str(self.audit_path))
         self.engine = MatchingEngine([i.symbol for i in venue.instruments])
         self.risk = RiskGate(venue.instruments)
         self.wash_trades = WashTradeDetector()
@@ -75,8 +87,13 @@ class Appliance:
     async def start(self) -> dict[str, int]:
         """Open the audit trail, rebuild the books, listen; return each session's port."""
         await self.audit.start()
+        self.audit.add_failure_listener(self.order_entry.on_audit_failure)
+        record_instrument_limits(self.audit, self.venue.instruments)
         self._rebuild_engine()
-        self.sessions = {s.session_id: Session(s, self.audit, self) for s in self.session_settings}
+        application: Application = EchoApplication() if self.app == "echo" else self
+        self.sessions = {
+            s.session_id: Session(s, self.audit, application) for s in self.session_settings
+        }
         self._acceptor = Acceptor(list(self.sessions.values()))
         ports = await self._acceptor.start()
         self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
@@ -124,10 +141,18 @@ class Appliance:
     # ------------------------------------------------------------------ Application
 
     def on_logon(self, session: Session) -> None:
-        pass
+        self.audit.record_session_event(
+            session.session_id, SessionEventKind.LOGON,
+            begin_seq_no=session.next_target_seq_num, end_seq_no=session.next_sender_seq_num,
+            text="next target / next sender MsgSeqNum (34)",
+        )
 
     def on_logout(self, session: Session) -> None:
-        pass
+        self.audit.record_session_event(
+            session.session_id, SessionEventKind.DISCONNECT,
+            begin_seq_no=session.next_target_seq_num, end_seq_no=session.next_sender_seq_num,
+            text="next target / next sender MsgSeqNum (34)",
+        )
 
     def on_app_message(self, session: Session, message: FixMessage) -> None:
         outcome = normalise(session.session_id, message)
@@ -164,6 +189,13 @@ class Appliance:
         """Risk-check, journal and match one command, then report the events."""
         if isinstance(command, (NewOrder, RejectOrder)):
             self.stats.orders_received += 1
+        if self.audit.failed is not None:
+            # Order entry stops while nothing can be recorded: see surveillance.audit_guard.
+            screened = self.order_entry.screen(command)
+            if isinstance(screened, CancelReject):
+                self._send_cancel_reject(screened, format_utc_timestamp(self.audit.now_us()))
+                return
+            command = screened
         if isinstance(command, (NewOrder, ReplaceOrder)):
             checked = self._check_risk(session, command)
             if checked is None:
@@ -232,7 +264,21 @@ class Appliance:
         alert = self.wash_trades.on_trade(trade)
         if alert is not None:
             self.stats.alerts += 1
-            logger.warning("surveillance alert %s: %s", alert.detector, alert.text)
+            # INFO, not WARNING: alerts can come by the hundred and each one is recorded
+            # in the audit trail, which is where compliance reads them.
+            logger.info("surveillance alert %s: %s", alert.detector, alert.text)
+            self.audit.record_alert(
+                detector=alert.detector, version=alert.version, score=alert.score,
+                threshold=alert.threshold, action="LOGGED", text=alert.text,
+                symbol=alert.symbol, session_id=alert.session_id, trade_id=trade.trade_id,
+                features={
+                    "aggressor_session_id": trade.aggressor_session_id,
+                    "resting_session_id": trade.resting_session_id,
+                    "aggressor_order_id": trade.aggressor_order_id,
+                    "resting_order_id": trade.resting_order_id,
+                    "qty": trade.qty, "price": trade.price,
+                },
+            )
 
     def _send_execution_report(self, event: ExecutionEvent, transact_time: str) -> None:
         session = self.sessions.get(event.session_id)

@@ -1,4 +1,4 @@
-"""The ``fixgw`` command line: demo, serve, replay and audit."""
+"""The ``fixgw`` command line: demo, serve, replay, audit and conformance."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="FIX session settings in the QuickFIX format")
     serve.add_argument("--venue", type=Path, metavar="FILE.toml",
                        help="instruments, risk limits and surveillance thresholds (default: built-in)")
+    serve.add_argument("--app", choices=["engine", "echo"], default="engine",
+                       help="application behind the sessions: the matching engine, or the echo "
+                       "application that FIX session acceptance scripts expect (default: engine)")
     serve.add_argument("--db", type=Path, help="audit database path (default: from the venue file, "
                        f"else {DEFAULT_AUDIT_DB_NAME} in the first session's FileStorePath or here)")
 
@@ -56,12 +59,34 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--db", type=Path, help="audit database path (default: a new temporary file)")
     replay.add_argument("--limit", type=int, help="replay only the first N events")
 
-    audit = commands.add_parser("audit", help="query the audit trail")
-    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="QUERY")
-    order = audit_commands.add_parser("order", help="print the full life of one order")
-    order.add_argument("cl_ord_id", metavar="CLORDID", help="ClOrdID (11) of the order, any in its chain")
-    order.add_argument("--db", type=Path, required=True, help="audit database path")
+    from surveillance.audit_cli import add_audit_parser
+
+    add_audit_parser(commands)
+    _add_conformance_parser(commands)
     return parser
+
+
+def _add_conformance_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from gateway.conformance import DEFAULT_JOBS, READ_TIMEOUT_S
+
+    conformance = commands.add_parser(
+        "conformance",
+        help="run FIX session acceptance scripts (.def) against a built-in echo appliance "
+        "or a running acceptor",
+    )
+    conformance.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                             help=".def script files or folders searched recursively")
+    conformance.add_argument("--json", action="store_true", help="print the results as JSON")
+    conformance.add_argument("--host", help="acceptor to test (default: start an echo appliance "
+                             "on a free 127.0.0.1 port)")
+    conformance.add_argument("--port", type=int, help="acceptor port, with --host")
+    conformance.add_argument("--spec", type=Path, metavar="DIR",
+                             help="QuickFIX dictionaries for the built-in appliance (default: a "
+                             "spec folder beside or above the scripts, else the venue dictionary)")
+    conformance.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+                             help=f"scripts run at once, one per session (default: {DEFAULT_JOBS})")
+    conformance.add_argument("--timeout", type=float, default=READ_TIMEOUT_S,
+                             help=f"seconds to wait for each expected message (default: {READ_TIMEOUT_S:g})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,7 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"demo": _demo, "serve": _serve, "replay": _replay, "audit": _audit}
+    handlers = {
+        "demo": _demo, "serve": _serve, "replay": _replay, "audit": _audit,
+        "conformance": _conformance,
+    }
     try:
         return handlers[args.command](args)
     except (FixError, OSError, ValueError) as exc:
@@ -111,16 +139,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from surveillance.audit_queries import format_order_life, order_life
+    from surveillance.audit_cli import run_audit
 
-    if not args.db.is_file():
-        raise ValueError(f"--db {str(args.db)!r} is not a file; pass the audit database path")
-    rows = order_life(args.db, args.cl_ord_id)
-    if not rows:
-        print(f"no order with ClOrdID (11) {args.cl_ord_id!r} in {args.db}", file=sys.stderr)
-        return 1
-    print(format_order_life(rows))
-    return 0
+    return run_audit(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -130,8 +151,36 @@ def _serve(args: argparse.Namespace) -> int:
     sessions = load_session_settings(args.sessions)
     venue = load_venue_config(args.venue) if args.venue else default_venue_config()
     audit_path = args.db or _default_audit_path(venue if args.venue else None, sessions)
-    asyncio.run(_serve_until_signal(sessions, venue, audit_path))
+    asyncio.run(_serve_until_signal(sessions, venue, audit_path, args.app))
     return 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    import time
+
+    from gateway import conformance
+
+    if (args.host is None) != (args.port is None):
+        raise ValueError("--host and --port go together: give both to test a running acceptor")
+    scripts = conformance.find_scripts(args.paths)
+    if not scripts:
+        raise ValueError(f"no .def scripts under {', '.join(map(str, args.paths))}")
+    started = time.monotonic()
+    if args.host is not None:
+        results = asyncio.run(conformance.run_against(
+            scripts, args.host, args.port, jobs=args.jobs, timeout_s=args.timeout
+        ))
+    else:
+        spec_dir = args.spec or conformance.find_spec_dir(args.paths)
+        results = asyncio.run(conformance.run_with_appliance(
+            scripts, spec_dir, jobs=args.jobs, timeout_s=args.timeout
+        ))
+    duration_s = time.monotonic() - started
+    if args.json:
+        print(conformance.results_json(results, duration_s))
+    else:
+        print(conformance.format_results(results, duration_s))
+    return 0 if all(result.passed for result in results) else 1
 
 
 def _default_audit_path(venue: VenueConfig | None, sessions: list[SessionSettings]) -> Path:
@@ -146,11 +195,11 @@ def _default_audit_path(venue: VenueConfig | None, sessions: list[SessionSetting
 
 
 async def _serve_until_signal(
-    sessions: list[SessionSettings], venue: VenueConfig, audit_path: Path
+    sessions: list[SessionSettings], venue: VenueConfig, audit_path: Path, app: str = "engine"
 ) -> None:
     from gateway.appliance import Appliance
 
-    appliance = Appliance(sessions, venue, audit_path=audit_path)
+    appliance = Appliance(sessions, venue, audit_path=audit_path, app=app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -97,7 +97,9 @@ _DATA_LENGTH_KEYS = frozenset(_DATA_TAG_BY_LENGTH_KEY)
 # (*+, ++) halve its time on CPython 3.11, because the regex engine keeps no backtracking
 # state.
 _WELL_FORMED_FIELDS = re.compile(rb"(?:[1-9][0-9]*+=[^\x01]*+\x01)++")
-_TAG_PATTERN = re.compile(rb"[1-9][0-9]*")
+# Tag 0 and negative tags are framed so that the session can reject them as invalid tag
+# numbers (SessionRejectReason (373) 0) instead of dropping the message as garbled.
+_TAG_PATTERN = re.compile(rb"0|-?[1-9][0-9]*")
 
 # Tags that encode() writes itself and so rejects in a caller's header or body.
 _FRAMING_TAGS = frozenset({8, 9, 10, 35})
@@ -280,7 +282,7 @@ def _parse_message_exact(raw: bytes) -> FixMessage | str:
             return f"field {raw[position:field_end]!r} at byte {position} has no '='"
         tag = raw[position:equals]
         if _TAG_PATTERN.fullmatch(tag) is None:
-            return f"tag {tag!r} at byte {position} is not a tag number (digits, no leading 0)"
+            return f"tag {tag!r} at byte {position} is not a tag number (an integer, no leading 0)"
 
         if tag == data_tag:
             field_end = equals + 1 + data_length
@@ -317,10 +319,13 @@ class FrameDecoder:
     A frame starts at ``8=<value><SOH>9=``, the first two fields of every FIX message, and
     bytes before that are skipped. Requiring BodyLength (9) second keeps the "8=" inside
     fields such as OrderQty (38) or Text (58) from starting frames while the decoder
-    resynchronises. After a garbled frame the decoder looks for the next start one byte
-    after the garbled frame's start, because a bad BodyLength (9) or CheckSum (10) leaves
-    the frame's end unknown. The exception is a frame whose CheckSum was right but whose
-    fields are malformed: its end is known, so the decoder goes on after it.
+    resynchronises. A frame whose CheckSum (10) is not where its BodyLength (9) puts it
+    ends at the first CheckSum field after that position, and the decoder goes on after
+    it: this is how QuickFIX-based engines frame, so a peer that sends a wrong BodyLength
+    loses the same messages with either. After any other garbled frame (a wrong CheckSum
+    value, an unreadable BodyLength) the decoder looks for the next start one byte after
+    the garbled frame's start, because bytes before a real message may have looked like
+    the start of a frame.
     """
 
     def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
@@ -456,18 +461,19 @@ class FrameDecoder:
         if len(buffer) < frame_end:
             self._need(frame_end)
             return None
-        if buffer[trailer : trailer + 3] != b"10=" or buffer[frame_end - 1] != 0x01:
-            found = buffer[trailer:frame_end]
-            reason = (
-                f"CheckSum (10) is not at byte {trailer - start}, where BodyLength (9) "
-                f"{body_length} puts it; found {found!r}"
-            )
-            return self._garbled_frame(start, frame_end, reason)
+        if (
+            buffer[trailer : trailer + 3] != b"10="
+            or buffer[frame_end - 1] != 0x01
+            or buffer[trailer - 1] != 0x01
+        ):
+            return self._misplaced_trailer(start, body_start, body_length)
 
         raw = buffer[start:frame_end]
         declared = raw[-4:-1]
         computed = checksum(raw[:-_TRAILER_SIZE])
         if not declared.isdigit() or int(declared) != computed:
+            # Framing goes on one byte after the start: bytes before a real message may
+            # have looked like its start ("8=" + "8=FIX.4.4...").
             reason = f"CheckSum (10) is {declared.decode('latin-1')}, computed {computed:03d}"
             return self._garbled_frame(start, frame_end, reason)
 
@@ -479,12 +485,49 @@ class FrameDecoder:
             return GarbledFrame(raw, message)
         return message
 
+    def _misplaced_trailer(
+        self, start: int, body_start: int, body_length: int
+    ) -> GarbledFrame | None:
+        """Discard a frame whose CheckSum (10) is not where BodyLength (9) puts it.
+
+        The frame ends at the first CheckSum field from the declared position on, as
+        QuickFIX-based engines frame it, so both sides discard the same bytes. With a
+        BodyLength too large, that is the trailer of the next message, which is lost too.
+        A CheckSum value other than three digits ends the frame the same way.
+        """
+        buffer = self._buffer
+        trailer = body_start + body_length
+        found = buffer.find(b"\x0110=", max(trailer - 1, body_start - 1))
+        value_end = buffer.find(SOH, found + 4, found + 4 + _HEADER_VALUE_LIMIT) if found >= 0 else -1
+        if value_end < 0:
+            if len(buffer) - start <= self._max_message_size + 2 * _HEADER_VALUE_LIMIT:
+                self._need(len(buffer) + 1)
+                return None
+            reason = f"no CheckSum (10) within max_message_size {self._max_message_size} bytes"
+            return self._garbled_frame(start, len(buffer), reason)
+
+        frame_end = value_end + 1
+        if found + 1 == trailer:
+            declared = buffer[trailer + 3 : value_end].decode("latin-1")
+            reason = f"CheckSum (10) is {declared}, expected three digits"
+        else:
+            found_text = buffer[trailer : trailer + _TRAILER_SIZE]
+            reason = (
+                f"CheckSum (10) is not at byte {trailer - start}, where BodyLength (9) "
+                f"{body_length} puts it; found {found_text!r}"
+            )
+        return self._garbled_frame(start, frame_end, reason, frame_end)
+
     def _need(self, end: int) -> None:
         """Wait until the buffer reaches index ``end`` before framing again."""
         self._needed_bytes = end - self._pos
 
-    def _garbled_frame(self, start: int, end: int, reason: str) -> GarbledFrame:
-        self._pos = start + 1
+    def _garbled_frame(
+        self, start: int, end: int, reason: str, resume: int | None = None
+    ) -> GarbledFrame:
+        """Return the bytes from ``start`` to ``end`` as garbled; framing goes on at
+        ``resume``, or one byte after ``start`` when the frame's end is unknown."""
+        self._pos = start + 1 if resume is None else resume
         self._needed_bytes = 1
         return GarbledFrame(self._buffer[start:end], reason)
 
@@ -525,6 +568,8 @@ def encode(
     msg_type: str,
     header: Sequence[tuple[int, FieldValue]],
     body: Sequence[tuple[int, FieldValue]],
+    *,
+    allow_empty: bool = False,
 ) -> bytes:
     """Encode one message with its BodyLength (9) and CheckSum (10).
 
@@ -532,9 +577,13 @@ def encode(
     and CheckSum (10). A str value is encoded as latin-1, an int (or IntEnum) as decimal
     digits, bytes verbatim, and a str enum member as its value.
 
-    Raises FieldFormatError for an empty value, a value containing SOH (except a data
-    field right after its length field), a str outside latin-1, or tag 8, 9, 10 or 35 in
-    ``header`` or ``body``, because each would corrupt the frame. Raises TypeError for any
+    ``allow_empty`` lets a field go out without a value, for echoing one back to a peer
+    whose session does not validate that fields have values.
+
+    Raises FieldFormatError for an empty value (unless ``allow_empty``), a str outside
+    latin-1, or tag 8, 9, 10 or 35 in ``header`` or ``body``. It also raises for a value
+    containing SOH, except a data field right after its length field. Each of these
+    would corrupt the frame. Raises TypeError for any
     other value type, bool and float included. Tag numbers are written as given, unchecked.
     """
     try:
@@ -551,9 +600,9 @@ def encode(
             elif type(value) is bytes and value:
                 append(b"%d=%s\x01" % (tag, value))
             else:
-                append(b"%d=%s\x01" % (tag, _value_bytes(tag, value)))
+                append(b"%d=%s\x01" % (tag, _value_bytes(tag, value, allow_empty)))
     except UnicodeEncodeError:
-        _check_fields(begin_string, msg_type, header, body)
+        _check_fields(begin_string, msg_type, header, body, allow_empty)
         raise
 
     payload = b"".join(parts)
@@ -564,13 +613,13 @@ def encode(
         or not encoded_begin_string
         or SOH in encoded_begin_string
     ):
-        _check_fields(begin_string, msg_type, header, body)
+        _check_fields(begin_string, msg_type, header, body, allow_empty)
 
     message = b"8=%s\x019=%d\x01%s" % (encoded_begin_string, len(payload), payload)
     return b"%s10=%03d\x01" % (message, checksum(message))
 
 
-def _value_bytes(tag: int, value: object) -> bytes:
+def _value_bytes(tag: int, value: object, allow_empty: bool = False) -> bytes:
     """Encode a value that is not a plain non-empty str, int or bytes, or raise naming it."""
     if isinstance(value, bool):
         raise TypeError(f"tag {tag} value {value!r} is a bool; FIX Booleans are 'Y' or 'N'")
@@ -585,7 +634,7 @@ def _value_bytes(tag: int, value: object) -> bytes:
             f"tag {tag} value {value!r} is a {type(value).__name__}; encode takes str, int "
             "or bytes, so format prices and quantities before encoding"
         )
-    if not encoded:
+    if not encoded and not allow_empty:
         raise FieldFormatError(
             f"tag {tag} has an empty value, which FIX forbids; omit the field", tag=tag, value=value
         )
@@ -609,6 +658,7 @@ def _check_fields(
     msg_type: str,
     header: Sequence[tuple[int, FieldValue]],
     body: Sequence[tuple[int, FieldValue]],
+    allow_empty: bool = False,
 ) -> None:
     """Raise FieldFormatError naming the first field that would corrupt the frame.
 
@@ -632,7 +682,7 @@ def _check_fields(
                 tag=tag,
                 value=value,
             )
-        encoded = _value_bytes(tag, value)
+        encoded = _value_bytes(tag, value, allow_empty)
         if SOH in encoded and not _is_data_field(tag, encoded, previous):
             raise FieldFormatError(
                 f"tag {tag} value {value!r} contains SOH, which ends a field; only a data field "

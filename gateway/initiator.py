@@ -4,10 +4,10 @@ This is the counterparty the demo and replay drivers, and tests, log on to the a
 with. It uses simplefix, not the gateway's own codec, so the appliance is always exercised by
 an independent encoder and parser.
 
-:class:`FixInitiator` runs one FIX session over TCP: Logon (A) with ResetSeqNumFlag (141),
-Heartbeats when idle, TestRequest (1) answered with Heartbeat (0), ResendRequest (2) answered
-with a SequenceReset-GapFill (the client keeps no message store), and Logout (5) in both
-directions. Application messages, and session-level Reject (3), reach the caller through
+:class:`FixInitiator` runs one FIX session over TCP. It logs on with ResetSeqNumFlag (141),
+sends Heartbeats when idle and a Heartbeat (0) in reply to each TestRequest (1), and logs
+out in either direction. It keeps no message store, so it replies to a ResendRequest (2)
+with a SequenceReset-GapFill. Application messages, and session-level Reject (3), reach the caller through
 :meth:`FixInitiator.receive`.
 
 :class:`OrderTracker` reads the replies of several sessions and keeps each order's state as
@@ -59,8 +59,8 @@ DEFAULT_HEARTBEAT_INTERVAL_S = 30
 DEFAULT_RECEIVE_TIMEOUT_S = 10.0
 DEFAULT_LOGOUT_TIMEOUT_S = 5.0
 
-# A peer silent for this many heartbeat intervals gets a TestRequest (1); silent for the
-# second number of intervals, the connection counts as lost (the FIX session rules).
+# After this many heartbeat intervals of silence the peer gets a TestRequest (1), as the
+# FIX session rules require. After the second number of intervals the connection is lost.
 TEST_REQUEST_AFTER_INTERVALS = 1.2
 CONNECTION_LOST_AFTER_INTERVALS = 2.4
 
@@ -81,7 +81,7 @@ class FixSessionError(Exception):
 
 
 class LogonError(FixSessionError):
-    """The acceptor rejected the Logon (A), closed the connection or did not answer."""
+    """The acceptor rejected the Logon (A), closed the connection or sent no reply in time."""
 
 
 class ReceiveTimeoutError(FixSessionError, TimeoutError):
@@ -93,7 +93,7 @@ class SessionClosedError(FixSessionError):
 
 
 class SessionState(enum.Enum):
-    """Where the initiator's session is."""
+    """State of the initiator's session."""
 
     DISCONNECTED = "disconnected"  # no TCP connection yet
     LOGON_SENT = "logon sent"  # connected, waiting for the acceptor's Logon (A)
@@ -361,9 +361,10 @@ class FixInitiator:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self._end_session(f"connection lost: {exc}")
         except Exception as exc:
+            # A bug, not a protocol outcome: logged with its traceback, and receive()
+            # raises it to the caller as the reason the session ended.
             logger.exception("%s: reader failed", self.session_id)
             self._end_session(f"reader failed: {exc!r}")
-            raise
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
         """Read one whole message: BeginString (8), BodyLength (9), body, CheckSum (10)."""
@@ -401,7 +402,7 @@ class FixInitiator:
             return
         if msg_seq_num > self.next_target_seq_num:
             # The client keeps no store and talks to a local acceptor, so a gap is a bug
-            # on the acceptor's side: report it and carry on from the new number.
+            # on the acceptor's side. It is logged, and the session continues from the new number.
             logger.error(
                 "%s: expected MsgSeqNum (34) %d, received %d; messages were lost",
                 self.session_id, self.next_target_seq_num, msg_seq_num,
@@ -431,14 +432,14 @@ class FixInitiator:
 
     def _on_logon(self, message: simplefix.FixMessage) -> None:
         if self._logon_reply is not None and not self._logon_reply.done():
-            # Active from here on: the acceptor may follow its Logon with a TestRequest (1)
-            # that must be answered before logon() resumes.
+            # Active from here on, because the acceptor may follow its Logon with a
+            # TestRequest (1) that needs a Heartbeat before logon() resumes.
             self.state = SessionState.ACTIVE
             self._logon_reply.set_result(message)
 
     def _on_resend_request(self, message: simplefix.FixMessage) -> None:
-        # Nothing is stored, so the whole range is gap-filled; the acceptor sees no
-        # application message twice.
+        # Nothing is stored, so the whole range is gap-filled and no application message
+        # is sent twice.
         begin_seq_no = int(message.get(7))
         logger.info(
             "%s: ResendRequest from %d; gap fill to %d",
@@ -550,7 +551,7 @@ class FixInitiator:
 
 # ExecType (150) values for a fill: F since FIX 4.3, 1 (partial fill) and 2 (fill) before.
 _FILL_EXEC_TYPES = frozenset({"F", "1", "2"})
-# Pending acknowledgements are not the answer a request waits for.
+# Pending acknowledgements do not resolve a request's reply future.
 _PENDING_EXEC_TYPES = frozenset({"A", "6", "E"})
 # OrdStatus (39) values after which an order can no longer trade.
 _CLOSED_ORD_STATUSES = frozenset({"2", "4", "8", "C", "3"})
@@ -620,7 +621,7 @@ class ExecutionReport:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """The first answer to a request: an ExecutionReport (8), OrderCancelReject (9),
+    """The first reply to a request: an ExecutionReport (8), OrderCancelReject (9),
     Reject (3) or BusinessMessageReject (j).
 
     ``reason`` is OrdRejReason (103), CxlRejReason (102), SessionRejectReason (373) or
@@ -642,7 +643,7 @@ class TrackedOrder:
     """An order as its ExecutionReports (8) have reported it so far.
 
     ``cl_ord_id`` follows the ClOrdID (11) chain: after a replace it is the replacing
-    request's ClOrdID. ``fills`` holds ``(last_qty, last_px)`` per fill.
+    request's ClOrdID. ``fills`` lists ``(last_qty, last_px)`` per fill.
     """
 
     session_id: str
@@ -690,8 +691,11 @@ class OrderTracker:
         self.fills_by_session: Counter[str] = Counter()
         # Reject counts keyed by MsgType (35) and reason, such as "8:1" or "9:1".
         self.rejects: Counter[str] = Counter()
+        # Messages matched to no tracked order or request, by MsgType (35).
         self.unsolicited: Counter[str] = Counter()
         self._pending: dict[str, _Pending] = {}
+        # Maps (session ID, MsgSeqNum (34)) of each request to its ClOrdID, for rejects that
+        # name only RefSeqNum (45). It grows by one entry per request for the tracker's life.
         self._cl_ord_id_by_seq: dict[tuple[str, int], str] = {}
         self._conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []

@@ -11,7 +11,7 @@ files per symbol and day:
   (bid) and size 0.
 
 Files are named ``SYMBOL_DATE_START_END_message_LEVELS.csv``. LOBSTER's own files have no
-header row and nanosecond timestamps; some copies add a header row and round the time, so
+header row and nanosecond timestamps. Some copies add a header row and round the time, so
 the reader detects a header instead of assuming one.
 
 Prices stay integers throughout: LOBSTER's price times 10,000 becomes the engine's price

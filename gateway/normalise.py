@@ -21,15 +21,36 @@ from engine.commands import (
     RejectOrder,
     ReplaceOrder,
 )
-from engine.orders import PRICE_DECIMALS, PRICE_SCALE, OrdRejReason, OrdType, Side, TimeInForce
+from engine.orders import (
+    EXEC_INST_POST_ONLY,
+    PRICE_DECIMALS,
+    PRICE_SCALE,
+    OrdRejReason,
+    OrdType,
+    Side,
+    TimeInForce,
+)
 from gateway import tags
 from gateway.codec import FixMessage
 from gateway.tags import BusinessRejectReason, MsgType, SessionRejectReason
+from gateway.timefmt import parse_utc_timestamp
 
-SUPPORTED_ORD_TYPES = frozenset({OrdType.MARKET, OrdType.LIMIT})
+SUPPORTED_ORD_TYPES = frozenset({OrdType.MARKET, OrdType.LIMIT, OrdType.STOP, OrdType.STOP_LIMIT})
 SUPPORTED_TIME_IN_FORCE = frozenset(
-    {TimeInForce.DAY, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK}
+    {TimeInForce.DAY, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD}
 )
+# Order types that carry Price (44), and those that carry StopPx (99).
+_PRICED_ORD_TYPES = frozenset({OrdType.LIMIT, OrdType.STOP_LIMIT})
+_STOP_ORD_TYPES = frozenset({OrdType.STOP, OrdType.STOP_LIMIT})
+
+# Order fields of the full order model that gateway.tags does not list.
+EXEC_INST = 18
+STOP_PX = 99
+MIN_QTY = 110
+MAX_FLOOR = 111
+EXPIRE_TIME = 126
+EXPIRE_DATE = 432
+DISPLAY_QTY = 1138  # MaxFloor (111) was renamed DisplayQty (1138) in FIX 5.0
 
 # OrderMassCancelRequest (q) types the venue carries out: 1 by security, 7 all orders.
 MASS_CANCEL_BY_SECURITY = "1"
@@ -136,8 +157,8 @@ def _quantity(message: FixMessage, tag: int, name: str) -> int:
     return value
 
 
-def _price(message: FixMessage) -> int | None:
-    raw = _optional_str(message, tags.PRICE)
+def _price(message: FixMessage, tag: int = tags.PRICE, name: str = "Price") -> int | None:
+    raw = _optional_str(message, tag)
     if raw is None:
         return None
     try:
@@ -145,10 +166,52 @@ def _price(message: FixMessage) -> int | None:
     except ValueError:
         raise _FieldError(
             SessionReject(
-                SessionRejectReason.INCORRECT_DATA_FORMAT, tags.PRICE,
-                f"Price (44) {raw!r} is not a price with at most {PRICE_DECIMALS} decimals",
+                SessionRejectReason.INCORRECT_DATA_FORMAT, tag,
+                f"{name} ({tag}) {raw!r} is not a price with at most {PRICE_DECIMALS} decimals",
             )
         ) from None
+
+
+def _optional_quantity(message: FixMessage, tag: int, name: str) -> int:
+    """Return the quantity in ``tag``, or 0 when the field is absent."""
+    return _quantity(message, tag, name) if message.get(tag) is not None else 0
+
+
+def _display_qty(message: FixMessage) -> int:
+    """Return MaxFloor (111), or DisplayQty (1138) from FIX 5.0, 0 when neither is sent."""
+    if message.get(MAX_FLOOR) is not None:
+        return _quantity(message, MAX_FLOOR, "MaxFloor")
+    return _optional_quantity(message, DISPLAY_QTY, "DisplayQty")
+
+
+def _is_post_only(message: FixMessage) -> bool:
+    """True when ExecInst (18), a space-separated list, contains 6 (participate don't initiate)."""
+    exec_inst = _optional_str(message, EXEC_INST)
+    return exec_inst is not None and EXEC_INST_POST_ONLY in exec_inst.split()
+
+
+def _expire_time_us(message: FixMessage) -> int | None:
+    raw = _optional_str(message, EXPIRE_TIME)
+    if raw is None:
+        return None
+    try:
+        return parse_utc_timestamp(raw)
+    except ValueError as exc:
+        raise _FieldError(
+            SessionReject(
+                SessionRejectReason.INCORRECT_DATA_FORMAT, EXPIRE_TIME, f"ExpireTime (126): {exc}"
+            )
+        ) from None
+
+
+def _optional_order_fields(message: FixMessage) -> dict[str, object]:
+    """Return StopPx (99), MaxFloor (111), ExpireTime (126) and ExpireDate (432) as command fields."""
+    return {
+        "stop_px": _price(message, STOP_PX, "StopPx"),
+        "display_qty": _display_qty(message),
+        "expire_time_us": _expire_time_us(message),
+        "expire_date": _optional_str(message, EXPIRE_DATE),
+    }
 
 
 def parse_decimal(text: str, decimals: int) -> int:
@@ -202,11 +265,14 @@ def _new_order(session_id: str, message: FixMessage) -> Command:
         side=side,
         ord_type=ord_type,
         order_qty=order_qty,
-        price=price if ord_type is not OrdType.MARKET else None,
+        price=price if ord_type in _PRICED_ORD_TYPES else None,
         time_in_force=time_in_force,
         account=_optional_str(message, tags.ACCOUNT) or "",
+        min_qty=_optional_quantity(message, MIN_QTY, "MinQty"),
+        post_only=_is_post_only(message),
+        **_optional_order_fields(message),  # type: ignore[arg-type]
     )
-    problem = _unsupported_characteristic(ord_type, time_in_force, price)
+    problem = _unsupported_characteristic(ord_type, time_in_force, price, order.stop_px)
     if problem is not None:
         reason, text = problem
         return RejectOrder(order=order, reason=reason, text=text)
@@ -214,24 +280,26 @@ def _new_order(session_id: str, message: FixMessage) -> Command:
 
 
 def _unsupported_characteristic(
-    ord_type: OrdType, time_in_force: TimeInForce, price: int | None
+    ord_type: OrdType, time_in_force: TimeInForce, price: int | None, stop_px: int | None
 ) -> tuple[OrdRejReason, str] | None:
     if ord_type not in SUPPORTED_ORD_TYPES:
         return (
             OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
             f"OrdType (40) {ord_type.value!r} ({ord_type.name}) is not supported; "
-            "send a limit (2) or market (1) order",
+            "send market (1), limit (2), stop (3) or stop-limit (4)",
         )
     if time_in_force not in SUPPORTED_TIME_IN_FORCE:
         return (
             OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC,
             f"TimeInForce (59) {time_in_force.value!r} ({time_in_force.name}) is not supported; "
-            "send Day (0), GTC (1), IOC (3) or FOK (4)",
+            "send Day (0), GTC (1), IOC (3), FOK (4) or GTD (6)",
         )
-    if ord_type is OrdType.LIMIT and price is None:
-        return (OrdRejReason.OTHER, "Price (44) is required for a limit order")
-    if ord_type is OrdType.LIMIT and price is not None and price <= 0:
+    if ord_type in _PRICED_ORD_TYPES and price is None:
+        return (OrdRejReason.OTHER, f"Price (44) is required for OrdType (40) {ord_type.name}")
+    if ord_type in _PRICED_ORD_TYPES and price is not None and price <= 0:
         return (OrdRejReason.OTHER, f"Price (44) {format_price(price)} must be above 0")
+    if ord_type in _STOP_ORD_TYPES and stop_px is None:
+        return (OrdRejReason.OTHER, f"StopPx (99) is required for OrdType (40) {ord_type.name}")
     return None
 
 
@@ -281,9 +349,10 @@ def _replace(session_id: str, message: FixMessage) -> Command:
         side=_side(message),
         ord_type=ord_type,
         order_qty=_quantity(message, tags.ORDER_QTY, "OrderQty"),
-        price=price if ord_type is not OrdType.MARKET else None,
+        price=price if ord_type in _PRICED_ORD_TYPES else None,
         time_in_force=time_in_force,
         order_id=_optional_str(message, tags.ORDER_ID),
+        **_optional_order_fields(message),  # type: ignore[arg-type]
     )
 
 

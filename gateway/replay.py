@@ -26,7 +26,7 @@ before the first event) is set to the row's size with the event undone. The seed
 adds an order for missing size, and surplus is cancelled. Events on unknown order ids then
 act on these seed orders. Prices that stay inside the window change only through events.
 
-With a level-1 file most moves of the best price bring a new price into the window, so the
+With a level-1 file most moves of the best price bring a new price into the window. So the
 summary also gives the BBO agreement over rows whose event needed no reconciling, where
 the book reached the row through the event's FIX messages alone.
 
@@ -366,22 +366,30 @@ class _Replayer:
         return first + by_kind
 
     async def _send_reduction(self, resting: _Resting, order: TrackedOrder, take: int) -> asyncio.Future[Reply]:
+        """Cancel ``order`` if ``take`` is all it has left, else replace it down by ``take``."""
         cl_ord_id = next(self._cl_ord_ids)
-        common = dict(
-            cl_ord_id=cl_ord_id,
-            orig_cl_ord_id=order.cl_ord_id,
-            symbol=self.symbol,
-            side=order.side,
-        )
         begin_string = resting.initiator.begin_string
         if take >= order.leaves_qty:
-            fields = order_cancel_request(begin_string, order_qty=order.order_qty, **common)
             msg_type = "F"
-        else:
-            fields = order_cancel_replace_request(
-                begin_string, order_qty=order.order_qty - take, price=order.price, **common
+            fields = order_cancel_request(
+                begin_string,
+                cl_ord_id=cl_ord_id,
+                orig_cl_ord_id=order.cl_ord_id,
+                symbol=self.symbol,
+                side=order.side,
+                order_qty=order.order_qty,
             )
+        else:
             msg_type = "G"
+            fields = order_cancel_replace_request(
+                begin_string,
+                cl_ord_id=cl_ord_id,
+                orig_cl_ord_id=order.cl_ord_id,
+                symbol=self.symbol,
+                side=order.side,
+                order_qty=order.order_qty - take,
+                price=order.price,
+            )
         self.requests_sent += 1
         reply = await self.tracker.send_request(resting.initiator, msg_type, fields, cl_ord_id)
         reply.add_done_callback(lambda future: self._on_reduction_reply(resting, cl_ord_id, future))
@@ -398,20 +406,20 @@ class _Replayer:
     ) -> None:
         """Seed or adjust the prices that enter the row's window with this event.
 
-        A row shows every level from the best to its last shown level, and the whole side
-        when it shows fewer levels than the file has; a price in that window and not shown
-        is empty. Prices in the previous row's window change only through events, so only
-        prices that were outside it are reconciled, to the row's size with the event undone.
+        The window is described in the module docstring. Each entering price is set to the
+        row's size at that price with the event undone, which is 0 for a price not shown.
         """
-        for side, shown, previous_shown in (
+        for side, levels, previous_levels in (
             (Side.SELL, snapshot.asks, previous.asks if previous else None),
             (Side.BUY, snapshot.bids, previous.bids if previous else None),
         ):
-            sizes = dict(shown)
-            entering = _entering(side, shown, previous_shown, snapshot.levels)
+            sizes = dict(levels)
+            entering = _entering(side, levels, previous_levels, snapshot.levels)
+            bounds = entering.bounds()
+            if bounds is None:
+                continue
             prices = {price for price in sizes if price in entering}
-            low, high = entering.bounds()
-            prices.update(price for price in self.levels[side].irange(low, high) if price in entering)
+            prices.update(price for price in self.levels[side].irange(*bounds) if price in entering)
             for price in sorted(prices):
                 target = sizes.get(price, 0) - _effect(message, side, price)
                 await self._reconcile_level(side, price, target)
@@ -464,12 +472,16 @@ class _Replayer:
         if reply.result().is_reject:
             self.order_rejects += 1
 
-    async def _settle(self, replies: Iterable[asyncio.Future[Reply]], done: Callable[[], bool], what: str) -> None:
+    async def _settle(
+        self, replies: Iterable[asyncio.Future[Reply]], done: Callable[[], bool], expecting: str
+    ) -> None:
         """Wait for every reply, for ``done()``, and for both reports of every trade."""
         try:
             await asyncio.wait_for(asyncio.gather(*replies), REPLY_TIMEOUT_S)
         except TimeoutError:
-            raise ReceiveTimeoutError(f"timed out after {REPLY_TIMEOUT_S} s waiting for {what}") from None
+            raise ReceiveTimeoutError(
+                f"timed out after {REPLY_TIMEOUT_S} s waiting for {expecting}"
+            ) from None
         stats = self.brokers.appliance.stats
         fills = self.tracker.fills_by_session
         # Each trade sends one fill ExecutionReport to each side; the engine has already
@@ -477,7 +489,7 @@ class _Replayer:
         await self.tracker.wait_until(
             lambda: done() and sum(fills.values()) >= 2 * stats.executions,
             REPLY_TIMEOUT_S,
-            expecting=f"{what} and the fill reports of {stats.executions} trades",
+            expecting=f"{expecting} and the fill reports of {stats.executions} trades",
         )
 
     def _compare_bbo(self, snapshot: BookSnapshot, *, reconciled: bool) -> None:
@@ -491,7 +503,7 @@ class _Replayer:
             self.bbo_agreed_unreconciled += agrees
 
 
-# Which orders of a level give up size first when a cancel does not name one of them.
+# Order in which a level's orders give up size to a cancel that does not name them.
 _REDUCTION_PREFERENCE = {_Kind.FINISHED: 0, _Kind.SEED: 1, _Kind.LOBSTER: 2}
 
 
@@ -511,10 +523,11 @@ class _Entering:
             return False
         return self._inside(price, self.edge) and not self._inside(price, self.previous_edge)
 
-    def bounds(self) -> tuple[int | None, int | None]:
-        """Return inclusive (low, high) bounds around the entering prices, for ``irange``."""
+    def bounds(self) -> tuple[int | None, int | None] | None:
+        """Return inclusive (low, high) bounds around the entering prices, for ``irange``,
+        or None when no price can enter."""
         if self.has_previous and self.previous_edge is None:
-            return 0, -1
+            return None
         if self.side is Side.SELL:
             return self.previous_edge, self.edge
         return self.edge, self.previous_edge
@@ -526,21 +539,21 @@ class _Entering:
 
 def _entering(
     side: Side,
-    shown: tuple[tuple[int, int], ...],
-    previous_shown: tuple[tuple[int, int], ...] | None,
+    levels: tuple[tuple[int, int], ...],
+    previous_levels: tuple[tuple[int, int], ...] | None,
     depth: int,
 ) -> _Entering:
     return _Entering(
         side=side,
-        edge=_window_edge(shown, depth),
-        previous_edge=_window_edge(previous_shown, depth) if previous_shown is not None else None,
-        has_previous=previous_shown is not None,
+        edge=_window_edge(levels, depth),
+        previous_edge=_window_edge(previous_levels, depth) if previous_levels is not None else None,
+        has_previous=previous_levels is not None,
     )
 
 
-def _window_edge(shown: tuple[tuple[int, int], ...], depth: int) -> int | None:
+def _window_edge(levels: tuple[tuple[int, int], ...], depth: int) -> int | None:
     """Return the last shown price of a side cut at ``depth`` levels, None if not cut."""
-    return shown[-1][0] if len(shown) >= depth else None
+    return levels[-1][0] if len(levels) >= depth else None
 
 
 def _effect(message: LobsterMessage, side: Side, price: int) -> int:

@@ -12,9 +12,18 @@ ExecutionReports follow each version's definition:
 from __future__ import annotations
 
 from engine.events import CancelReject, ExecutionEvent
-from engine.orders import ExecType
+from engine.orders import EXEC_INST_POST_ONLY, ExecType
 from gateway import tags
-from gateway.normalise import format_price
+from gateway.normalise import (
+    EXEC_INST,
+    EXPIRE_DATE,
+    EXPIRE_TIME,
+    MAX_FLOOR,
+    MIN_QTY,
+    STOP_PX,
+    format_price,
+)
+from gateway.timefmt import format_utc_timestamp
 
 Field = tuple[int, "str | bytes | int"]
 
@@ -24,6 +33,8 @@ _NEW_EXEC_TRANS_TYPE = "0"
 _PARTIAL_FILL = "1"
 _FILL = "2"
 _UNKNOWN_ORDER_ID = "NONE"
+# ExecType (150) L (triggered) exists from FIX 5.0 on; earlier versions get D (restated).
+_RESTATED = "D"
 
 
 def execution_report(event: ExecutionEvent, begin_string: str, transact_time: str) -> list[Field]:
@@ -41,6 +52,8 @@ def execution_report(event: ExecutionEvent, begin_string: str, transact_time: st
         body.append((tags.EXEC_TRANS_TYPE, _STATUS_EXEC_TRANS_TYPE if is_status else _NEW_EXEC_TRANS_TYPE))
         if begin_string != "FIX.4.0":
             body.append((tags.EXEC_TYPE, _legacy_exec_type(event)))
+    elif event.exec_type is ExecType.TRIGGERED and begin_string != "FIXT.1.1":
+        body.append((tags.EXEC_TYPE, _RESTATED))
     else:
         body.append((tags.EXEC_TYPE, event.exec_type.value))
 
@@ -54,6 +67,7 @@ def execution_report(event: ExecutionEvent, begin_string: str, transact_time: st
     ]
     if event.price is not None:
         body.append((tags.PRICE, format_price(event.price)))
+    body += _order_model_fields(event, begin_string)
     body += [
         (tags.LAST_QTY, event.last_qty),
         (tags.LAST_PX, format_price(event.last_px)),
@@ -72,11 +86,31 @@ def execution_report(event: ExecutionEvent, begin_string: str, transact_time: st
     return body
 
 
+def _order_model_fields(event: ExecutionEvent, begin_string: str) -> list[Field]:
+    """Return StopPx (99), MaxFloor (111), MinQty (110), ExecInst (18) and expiry, when set."""
+    fields: list[Field] = []
+    if event.stop_px is not None:
+        fields.append((STOP_PX, format_price(event.stop_px)))
+    if event.display_qty:
+        fields.append((MAX_FLOOR, event.display_qty))
+    if event.min_qty:
+        fields.append((MIN_QTY, event.min_qty))
+    if event.post_only:
+        fields.append((EXEC_INST, EXEC_INST_POST_ONLY))
+    if event.expire_time_us is not None:
+        fields.append((EXPIRE_TIME, format_utc_timestamp(event.expire_time_us, begin_string)))
+    if event.expire_date is not None:
+        fields.append((EXPIRE_DATE, event.expire_date))
+    return fields
+
+
 def _legacy_exec_type(event: ExecutionEvent) -> str:
     if event.exec_type is ExecType.TRADE:
         return _FILL if event.leaves_qty == 0 else _PARTIAL_FILL
     if event.exec_type is ExecType.ORDER_STATUS:
         return event.ord_status.value
+    if event.exec_type is ExecType.TRIGGERED:
+        return _RESTATED
     return event.exec_type.value
 
 

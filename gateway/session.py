@@ -4,7 +4,9 @@ A :class:`Session` outlives TCP connections: it owns the sequence numbers (persi
 session store, a table of the audit database) and binds to one :class:`Connection` between a
 valid Logon and the end of that connection. Inbound messages arrive parsed and framed; the
 session verifies the header and MsgSeqNum (34), runs the administrative messages itself and
-hands application messages to its :class:`Application`.
+hands application messages to its :class:`Application`. Every inbound message is checked
+against the session's data dictionaries first (:mod:`gateway.dictionary`), and a message
+that fails gets a Reject (3) naming SessionRejectReason (373) and RefTagID (371).
 
 Every outbound message is recorded in the audit trail first and written to the socket only
 once the batch holding it is committed, so a crash never loses a message the peer has seen.
@@ -20,7 +22,15 @@ from typing import TYPE_CHECKING, Protocol, Sequence
 
 from gateway import tags
 from gateway.codec import FixMessage, decode_message, encode
-from gateway.errors import CodecError
+from gateway.dictionary import (
+    STANDARD_HEADER_TAGS,
+    DataDictionary,
+    ValidationOptions,
+    Violation,
+    load_dictionary,
+    venue_dictionary,
+)
+from gateway.errors import CodecError, FieldFormatError
 from gateway.tags import MsgType, SessionRejectReason
 from gateway.timefmt import format_utc_timestamp, parse_utc_timestamp
 
@@ -51,6 +61,26 @@ _REBUILT_HEADER_TAGS = frozenset(
 # FIX 4.0 and 4.1 mark an unbounded ResendRequest with EndSeqNo (16) 999999, later
 # versions with 0.
 _INFINITY_END_SEQ_NOS = frozenset({0, 999999})
+
+# FIX 4.0 and 4.1 have no RefTagID (371), RefMsgType (372) or SessionRejectReason (373);
+# FIX 4.2 defines SessionRejectReason values 0 to 11 only.
+_LEGACY_VERSIONS = frozenset({"FIX.4.0", "FIX.4.1"})
+_FIX42_MAX_REJECT_REASON = SessionRejectReason.INVALID_MSG_TYPE
+
+# Routing fields a reply carries reversed: the peer's OnBehalfOf* become DeliverTo* and
+# the other way round. The location IDs exist from FIX 4.1.
+_REVERSED_ROUTING = (
+    (tags.ON_BEHALF_OF_COMP_ID, tags.DELIVER_TO_COMP_ID),
+    (tags.DELIVER_TO_COMP_ID, tags.ON_BEHALF_OF_COMP_ID),
+    (tags.ON_BEHALF_OF_SUB_ID, tags.DELIVER_TO_SUB_ID),
+    (tags.DELIVER_TO_SUB_ID, tags.ON_BEHALF_OF_SUB_ID),
+)
+_REVERSED_LOCATIONS = (
+    (tags.ON_BEHALF_OF_LOCATION_ID, tags.DELIVER_TO_LOCATION_ID),
+    (tags.DELIVER_TO_LOCATION_ID, tags.ON_BEHALF_OF_LOCATION_ID),
+)
+
+_FIXT = "FIXT.1.1"
 
 # Test request and disconnect thresholds, as multiples of HeartBtInt (108) of silence.
 TEST_REQUEST_FACTOR = 1.2
@@ -102,6 +132,12 @@ class Session:
         self.state = SessionState.DISCONNECTED
         self.connection: Connection | None = None
         self.heartbeat_interval_s: float = float(settings.heartbeat_interval_s)
+        self.transport_dictionary, self.app_dictionary = load_session_dictionaries(settings)
+        self.validation_options = ValidationOptions(
+            fields_have_values=settings.validate_fields_have_values,
+            user_defined_fields=settings.validate_user_defined_fields,
+            fields_out_of_order=settings.validate_fields_out_of_order,
+        )
 
         stored = audit.load_session_state(self.session_id)
         if stored is None:
@@ -136,17 +172,16 @@ class Session:
     def on_logon(self, message: FixMessage, connection: Connection) -> None:
         """Bind ``connection`` to this session for a valid Logon (A), or drop it.
 
-        The acceptor has matched BeginString and CompIDs already. A Logon with a bad
-        HeartBtInt or MsgSeqNum too low is refused without a Logon in reply.
+        The acceptor has matched BeginString and CompIDs already. A Logon that fails the
+        data dictionary, has a bad HeartBtInt (108), lacks DefaultApplVerID (1137) on
+        FIXT.1.1 or has MsgSeqNum (34) too low is refused without a Logon in reply.
         """
-        heartbeat_interval_s = message.get_int(tags.HEART_BT_INT, None)
-        if heartbeat_interval_s is None or heartbeat_interval_s < 0:
-            logger.warning(
-                "%s: Logon from %s rejected: HeartBtInt (108) %r is missing or negative",
-                self.session_id, connection.peer, message.get_str(tags.HEART_BT_INT),
-            )
+        problem = self._logon_problem(message)
+        if problem is not None:
+            logger.warning("%s: Logon from %s rejected: %s", self.session_id, connection.peer, problem)
             connection.close()
             return
+        heartbeat_interval_s = message.get_int(tags.HEART_BT_INT, 0) or 0
 
         reset_requested = message.get(tags.RESET_SEQ_NUM_FLAG) == b"Y"
         if reset_requested or self.settings.reset_on_logon:
@@ -177,6 +212,38 @@ class Session:
             self.send_resend_request(self.next_target_seq_num)
         else:
             self._advance_target()
+
+    def _logon_problem(self, message: FixMessage) -> str | None:
+        """Return why a Logon (A) cannot open the session, or None when it can."""
+        violation = self.validate(message)
+        if violation is not None:
+            return f"{violation.text}, tag {violation.tag}"
+        try:
+            heartbeat_interval_s = message.get_int(tags.HEART_BT_INT, None)
+            message.get_int(tags.MSG_SEQ_NUM, None)
+        except FieldFormatError as exc:
+            return str(exc)
+        if heartbeat_interval_s is None or heartbeat_interval_s < 0:
+            return f"HeartBtInt (108) {message.get_str(tags.HEART_BT_INT)!r} is missing or negative"
+        if self.begin_string == _FIXT and tags.DEFAULT_APPL_VER_ID not in message:
+            return "DefaultApplVerID (1137) is missing, and FIXT.1.1 requires it"
+        return None
+
+    def validate(self, message: FixMessage) -> Violation | None:
+        """Check ``message`` against the session's data dictionaries; None when it passes
+        or when the session uses none (UseDataDictionary=N)."""
+        if self.transport_dictionary is None:
+            return None
+        app = None
+        if self.begin_string == _FIXT and message.msg_type not in tags.ADMIN_MSG_TYPES:
+            app = self.app_dictionary
+        return self.transport_dictionary.validate(message, self.validation_options, app)
+
+    def is_header_tag(self, tag: int) -> bool:
+        """Return whether ``tag`` belongs in the standard header of this session's version."""
+        if self.transport_dictionary is None:
+            return tag in STANDARD_HEADER_TAGS
+        return self.transport_dictionary.is_header_tag(tag)
 
     def on_disconnect(self) -> None:
         """Forget the connection; sequence numbers stay for the next Logon."""
@@ -218,18 +285,42 @@ class Session:
     # ------------------------------------------------------------------ inbound
 
     def on_message(self, message: FixMessage) -> None:
-        """Process one inbound message of a logged-on session."""
+        """Process one inbound message of a logged-on session.
+
+        The steps follow QuickFIX-based engines, so that a peer gets the same replies from
+        either: MsgSeqNum (34) present, BeginString (8), the data dictionary, a Logon (A)
+        with ResetSeqNumFlag (141), SendingTime (52) and CompIDs, then the sequence rules.
+        """
         self.last_received_us = self.audit.now_us()
         self._test_request_pending = False
-        msg_seq_num = message.get_int(tags.MSG_SEQ_NUM, None)
+        msg_seq_num = _msg_seq_num(message)
         if msg_seq_num is None:
             self._record_inbound(message)
-            self.send_logout("MsgSeqNum (34) is missing")
-            self.disconnect("message without MsgSeqNum (34)")
+            self.send_logout("MsgSeqNum (34) is missing or not a number")
+            self.disconnect("message without a valid MsgSeqNum (34)")
+            return
+        if message.begin_string != self.begin_string:
+            self._record_inbound(message)
+            self._advance_target_if(msg_seq_num)
+            self.send_logout("Incorrect BeginString")
+            self.disconnect(
+                f"BeginString (8) {message.begin_string!r} is not {self.begin_string!r}"
+            )
+            return
+        violation = self.validate(message)
+        if violation is not None:
+            self._on_invalid(message, msg_seq_num, violation)
+            return
+        if message.msg_type == MsgType.LOGON:
+            self._record_inbound(message)
+            self._on_logon_while_active(message, msg_seq_num)
             return
         if not self._is_header_valid(message, msg_seq_num):
             return
+        self._on_sequenced(message, msg_seq_num)
 
+    def _on_sequenced(self, message: FixMessage, msg_seq_num: int) -> None:
+        """Apply the MsgSeqNum (34) rules, then dispatch the message and any it unblocks."""
         msg_type = message.msg_type
         is_gap_fill = message.get(tags.GAP_FILL_FLAG) == b"Y"
         if msg_type == MsgType.SEQUENCE_RESET and not is_gap_fill:
@@ -241,12 +332,45 @@ class Session:
             self._on_target_too_high(message, msg_seq_num)
             return
         if msg_seq_num < self.next_target_seq_num:
+            if msg_type in (MsgType.RESEND_REQUEST, MsgType.LOGOUT):
+                # A ResendRequest or Logout is acted on whatever its MsgSeqNum (34), so a
+                # peer that lost count can still recover or leave; neither advances it.
+                self._record_inbound(message)
+                self._dispatch(message, msg_seq_num)
+                return
             self._on_target_too_low(message, msg_seq_num)
             return
 
         self._record_inbound(message)
         self._dispatch(message, msg_seq_num)
         self._drain_queue()
+
+    def _on_invalid(self, message: FixMessage, msg_seq_num: int, violation: Violation) -> None:
+        """Reject a message that fails the data dictionary.
+
+        The rejected message counts as received when it carries the expected MsgSeqNum,
+        except a SequenceReset (4), whose NewSeqNo (36) decides the next number instead.
+        """
+        self._record_inbound(message)
+        if message.msg_type != MsgType.SEQUENCE_RESET:
+            self._advance_target_if(msg_seq_num)
+        self.send_reject(
+            message, msg_seq_num, violation.reason, ref_tag_id=violation.tag, text=violation.text
+        )
+        self._drain_queue()
+
+    def _on_logon_while_active(self, message: FixMessage, msg_seq_num: int) -> None:
+        """Restart both directions at MsgSeqNum 1 for a Logon (A) with ResetSeqNumFlag=Y,
+        or log out a Logon without it."""
+        if message.get(tags.RESET_SEQ_NUM_FLAG) != b"Y":
+            self.send_logout("Logon received on a logged-on session without ResetSeqNumFlag")
+            self.disconnect("second Logon without ResetSeqNumFlag (141)")
+            return
+        logger.info("%s: Logon with ResetSeqNumFlag during the session", self.session_id)
+        self.reset_seq_nums()
+        self.send_logon(reset_seq_num=True)
+        self.next_target_seq_num = msg_seq_num + 1
+        self._save_seq_nums()
 
     def _dispatch(self, message: FixMessage, msg_seq_num: int) -> None:
         handler = self._admin_handlers.get(message.msg_type)
@@ -302,12 +426,18 @@ class Session:
     # ------------------------------------------------------------------ header checks
 
     def _is_header_valid(self, message: FixMessage, msg_seq_num: int) -> bool:
-        """Check BeginString, CompIDs and SendingTime; reject and log out on failure."""
-        if message.begin_string != self.begin_string:
+        """Check SendingTime (52), then the CompIDs; reject and log out on failure."""
+        if self.settings.check_latency and not self._is_sending_time_accurate(message):
             self._record_inbound(message)
-            text = f"BeginString (8) {message.begin_string!r} is not {self.begin_string!r}"
-            self.send_logout(text)
-            self.disconnect(text)
+            self._advance_target_if(msg_seq_num)
+            self.send_reject(
+                message, msg_seq_num, SessionRejectReason.SENDING_TIME_ACCURACY_PROBLEM,
+                ref_tag_id=tags.SENDING_TIME,
+                text=f"SendingTime (52) {message.get_str(tags.SENDING_TIME)!r} is not within "
+                f"{self.settings.max_latency_s}s of the venue's clock",
+            )
+            self.send_logout("SendingTime accuracy problem")
+            self.disconnect("SendingTime accuracy problem")
             return False
 
         sender = message.get_str(tags.SENDER_COMP_ID)
@@ -321,19 +451,6 @@ class Session:
             )
             self.send_logout("CompID problem")
             self.disconnect("CompID problem")
-            return False
-
-        if self.settings.check_latency and not self._is_sending_time_accurate(message):
-            self._record_inbound(message)
-            self._advance_target_if(msg_seq_num)
-            self.send_reject(
-                message, msg_seq_num, SessionRejectReason.SENDING_TIME_ACCURACY_PROBLEM,
-                ref_tag_id=tags.SENDING_TIME,
-                text=f"SendingTime (52) {message.get_str(tags.SENDING_TIME)!r} is not within "
-                f"{self.settings.max_latency_s}s of the venue's clock",
-            )
-            self.send_logout("SendingTime accuracy problem")
-            self.disconnect("SendingTime accuracy problem")
             return False
         return True
 
@@ -379,7 +496,7 @@ class Session:
 
     def on_test_request(self, message: FixMessage, msg_seq_num: int) -> None:
         self._advance_target()
-        self.send_heartbeat(message.get_str(tags.TEST_REQ_ID))
+        self.send_heartbeat(message.get(tags.TEST_REQ_ID))
 
     def on_reject(self, message: FixMessage, msg_seq_num: int) -> None:
         self._advance_target()
@@ -511,7 +628,9 @@ class Session:
             self._test_request_pending = True
             self.send_test_request("TEST")
             return
-        if now_us - self.last_sent_us >= interval_us:
+        # While a TestRequest is unanswered, the peer's reply or the timeout comes next;
+        # a Heartbeat of our own in between would only add traffic.
+        if now_us - self.last_sent_us >= interval_us and not self._test_request_pending:
             self.send_heartbeat(None)
 
     # ------------------------------------------------------------------ outbound
@@ -533,8 +652,11 @@ class Session:
         if self.state is SessionState.ACTIVE:
             self.state = SessionState.LOGOUT_SENT
 
-    def send_heartbeat(self, test_req_id: str | None) -> None:
-        self.send(MsgType.HEARTBEAT, [(tags.TEST_REQ_ID, test_req_id)] if test_req_id else [])
+    def send_heartbeat(self, test_req_id: str | bytes | None) -> None:
+        # An empty TestReqID (112) is echoed empty: it only arrives here when the session
+        # does not validate that fields have values.
+        body: list[Field] = [] if test_req_id is None else [(tags.TEST_REQ_ID, test_req_id)]
+        self.send(MsgType.HEARTBEAT, body, allow_empty=True)
 
     def send_test_request(self, test_req_id: str) -> None:
         self.send(MsgType.TEST_REQUEST, [(tags.TEST_REQ_ID, test_req_id)])
@@ -556,36 +678,59 @@ class Session:
         ref_tag_id: int | None = None,
         text: str,
     ) -> None:
-        """Send a session-level Reject (3) for ``message``.
+        """Send a session-level Reject (3) for ``message``, routed back the way it came.
 
-        RefTagID (371), RefMsgType (372) and SessionRejectReason (373) exist from FIX 4.2;
-        FIX 4.0 and 4.1 get RefSeqNum (45) and Text (58) only.
+        RefTagID (371) and RefMsgType (372) exist from FIX 4.2, and SessionRejectReason
+        (373) from FIX 4.2 for reasons 0 to 11 and from FIX 4.3 for the rest. FIX 4.0 and
+        4.1 get RefSeqNum (45) and Text (58) only, so the tag goes into the Text.
         """
         body: list[Field] = []
         if ref_seq_num is not None:
             body.append((tags.REF_SEQ_NUM, ref_seq_num))
-        if self.begin_string not in ("FIX.4.0", "FIX.4.1"):
+        if self.begin_string in _LEGACY_VERSIONS:
+            body.append((tags.TEXT, f"{text} ({ref_tag_id})" if ref_tag_id is not None else text))
+        else:
             if ref_tag_id is not None:
                 body.append((tags.REF_TAG_ID, ref_tag_id))
             if message.msg_type:
                 body.append((tags.REF_MSG_TYPE, message.msg_type))
-            body.append((tags.SESSION_REJECT_REASON, reason))
-        body.append((tags.TEXT, text))
-        logger.info("%s: Reject of MsgSeqNum %s: %s", self.session_id, ref_seq_num, text)
-        self.send(MsgType.REJECT, body)
+            if self.begin_string != "FIX.4.2" or reason <= _FIX42_MAX_REJECT_REASON:
+                body.append((tags.SESSION_REJECT_REASON, reason))
+            body.append((tags.TEXT, text))
+        logger.info("%s: Reject of MsgSeqNum %s: %s, tag %s", self.session_id, ref_seq_num, text, ref_tag_id)
+        self.send(MsgType.REJECT, body, header=self.reverse_route(message))
 
     def send_business_reject(
         self, message: FixMessage, reason: int, text: str, ref_id: str | None = None
     ) -> None:
-        """Send a BusinessMessageReject (j) for an application message (FIX 4.2 and later)."""
+        """Send a BusinessMessageReject (j) for an application message (FIX 4.2 and later).
+
+        On FIXT.1.1 it carries the session's DefaultApplVerID (1137), as QuickFIX-based
+        acceptors send it.
+        """
         body: list[Field] = [
-            (tags.REF_SEQ_NUM, message.get_int(tags.MSG_SEQ_NUM, 0) or 0),
+            (tags.REF_SEQ_NUM, _msg_seq_num(message) or 0),
             (tags.REF_MSG_TYPE, message.msg_type),
         ]
         if ref_id:
             body.append((tags.BUSINESS_REJECT_REF_ID, ref_id))
         body += [(tags.BUSINESS_REJECT_REASON, reason), (tags.TEXT, text)]
-        self.send(MsgType.BUSINESS_MESSAGE_REJECT, body)
+        if self.begin_string == _FIXT and self.settings.default_appl_ver_id:
+            body.append((tags.DEFAULT_APPL_VER_ID, self.settings.default_appl_ver_id))
+        self.send(MsgType.BUSINESS_MESSAGE_REJECT, body, header=self.reverse_route(message))
+
+    def reverse_route(self, message: FixMessage) -> list[Field]:
+        """Return the routing header of a reply to ``message``: OnBehalfOf* as DeliverTo*
+        and DeliverTo* as OnBehalfOf*."""
+        pairs = _REVERSED_ROUTING
+        if self.begin_string != "FIX.4.0":
+            pairs = pairs + _REVERSED_LOCATIONS
+        header: list[Field] = []
+        for inbound_tag, reply_tag in pairs:
+            value = message.get(inbound_tag)
+            if value:
+                header.append((reply_tag, value))
+        return header
 
     def send_gap_fill(self, begin_seq_no: int, new_seq_no: int) -> None:
         now_us = self.audit.now_us()
@@ -601,18 +746,23 @@ class Session:
         raw = encode(self.begin_string, MsgType.SEQUENCE_RESET, header, body)
         self._write(raw, MsgType.SEQUENCE_RESET, begin_seq_no, now_us, poss_dup=True)
 
-    def send(self, msg_type: str, body: Sequence[Field], *, cl_ord_id: str | None = None,
-             order_id: str | None = None) -> int:
-        """Send a new message with the next MsgSeqNum (34); return that number."""
+    def send(self, msg_type: str, body: Sequence[Field], *, header: Sequence[Field] = (),
+             cl_ord_id: str | None = None, order_id: str | None = None,
+             allow_empty: bool = False) -> int:
+        """Send a new message with the next MsgSeqNum (34); return that number.
+
+        ``header`` adds header fields after SendingTime (52), such as routing fields.
+        """
         msg_seq_num = self.next_sender_seq_num
         self.next_sender_seq_num += 1
         now_us = self.audit.now_us()
-        header: list[Field] = [
+        full_header: list[Field] = [
             *self._header_prefix,
             (tags.MSG_SEQ_NUM, msg_seq_num),
             (tags.SENDING_TIME, format_utc_timestamp(now_us, self.begin_string)),
+            *header,
         ]
-        raw = encode(self.begin_string, msg_type, header, body)
+        raw = encode(self.begin_string, msg_type, full_header, body, allow_empty=allow_empty)
         self._save_seq_nums()
         self._write(raw, msg_type, msg_seq_num, now_us, cl_ord_id=cl_ord_id, order_id=order_id)
         return msg_seq_num
@@ -689,3 +839,37 @@ def _decode_stored(raw: bytes | None) -> FixMessage | None:
     except CodecError:
         logger.exception("stored outbound message %r cannot be parsed; gap-filling over it", raw[:60])
         return None
+
+
+def _msg_seq_num(message: FixMessage) -> int | None:
+    """Return MsgSeqNum (34), or None when it is missing or not an integer."""
+    try:
+        return message.get_int(tags.MSG_SEQ_NUM, None)
+    except FieldFormatError:
+        return None
+
+
+def load_session_dictionaries(
+    settings: SessionSettings,
+) -> tuple[DataDictionary | None, DataDictionary | None]:
+    """Return the (transport, application) dictionaries a session validates with.
+
+    A FIX 4.x session uses DataDictionary for both, a FIXT.1.1 session
+    TransportDataDictionary and AppDataDictionary. A dictionary the settings do not name
+    is the venue dictionary shipped with the gateway; UseDataDictionary=N gives none.
+    """
+    if not settings.use_data_dictionary:
+        return None, None
+    if settings.begin_string != _FIXT:
+        dictionary = _dictionary_or_venue(settings.data_dictionary)
+        return dictionary, dictionary
+    return (
+        _dictionary_or_venue(settings.transport_data_dictionary),
+        _dictionary_or_venue(settings.app_data_dictionary),
+    )
+
+
+def _dictionary_or_venue(path: object) -> DataDictionary:
+    if path is None:
+        return venue_dictionary()
+    return load_dictionary(str(path))

@@ -11,9 +11,10 @@ UTC, and ``TimeZone`` is accepted only as UTC. Relative paths resolve against th
 the settings file. Every error is a :class:`~gateway.errors.SettingsError` whose message
 starts with ``file:line:`` and names the key, the value and what is allowed.
 
-NOTE: the session layer does not act on every key yet: the data dictionary keys
-(UseDataDictionary, DataDictionary and the Validate* keys) are parsed and checked but
-inbound messages are validated only by the gateway's own rules.
+The session layer validates inbound messages against DataDictionary (FIX 4.x) or
+TransportDataDictionary and AppDataDictionary (FIXT.1.1), with the Validate* keys, and
+falls back to the venue dictionary shipped in ``gateway/spec`` when none is named;
+UseDataDictionary=N turns validation off.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ includes both directions of the TCP loopback and the audit commit that releases 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +21,11 @@ __all__ = ["ReplayFigures", "RunSummary", "format_summary", "latency_percentiles
 
 @dataclass(frozen=True, slots=True)
 class ReplayFigures:
-    """How closely a LOBSTER replay reproduced the recorded book.
+    """Agreement of a LOBSTER replay with the recorded book.
 
-    ``bbo_compared`` counts order-book rows compared after their event; a row agrees when
-    the best bid and best ask match in price and size on both sides (an empty side matches
-    an empty side). The ``_unreconciled`` pair counts only rows whose event needed no
+    ``bbo_compared`` counts order-book rows compared after their event. A row agrees when
+    the best bid and best ask match in price and size on both sides, and an empty side
+    matches an empty side. The ``_unreconciled`` pair counts only rows whose event needed no
     level reconciled, so there the book got to the row through FIX messages alone.
     ``executions`` counts visible executions (type 4) sent as marketable
     orders; one is reproduced when it traded exactly its size, all at the recorded price.
@@ -68,7 +68,13 @@ class ReplayFigures:
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """Totals of one run; latencies in microseconds, ``duration_s`` of the order flow only."""
+    """Totals of one run.
+
+    ``fills``, ``rejects_by_reason`` and ``alerts`` are the appliance's counts, and one fill
+    is one trade between two orders. ``orders_sent`` counts NewOrderSingle (D) messages and
+    ``messages_sent`` every request. ``duration_s`` covers the order flow only, without
+    logon and logout. Latencies are in microseconds.
+    """
 
     sessions: int
     orders_sent: int
@@ -81,7 +87,6 @@ class RunSummary:
     audit_path: Path
     replay: ReplayFigures | None = None
     messages_sent: int = 0
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def throughput_orders_per_s(self) -> float:
@@ -114,7 +119,6 @@ def format_summary(summary: RunSummary) -> str:
     if summary.replay is not None:
         rows += _replay_rows(summary.replay)
     rows.append(("audit trail", str(summary.audit_path)))
-    rows += [("note", note) for note in summary.notes]
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
@@ -153,7 +157,7 @@ def _replay_rows(figures: ReplayFigures) -> list[tuple[str, str]]:
     ]
 
 
-_EVENT_NAMES = {
+_EVENT_NAMES: dict[int, str] = {
     EventType.NEW: "new",
     EventType.PARTIAL_CANCEL: "partial cancel",
     EventType.DELETE: "delete",

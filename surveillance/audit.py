@@ -1,8 +1,10 @@
 """The audit trail: one SQLite file with every FIX message, command, event and risk decision.
 
-Compliance queries read it (see :mod:`surveillance.audit_queries`), the FIX session layer
-keeps its sequence numbers in it (``session_store``) and serves ResendRequests from its
-outbound messages, and restart recovery replays its command journal into a fresh engine.
+Compliance queries read it (see :mod:`surveillance.audit_queries` and
+:mod:`surveillance.audit_reports`), the FIX session layer keeps its sequence numbers in it
+(``session_store``) and serves ResendRequests from its outbound messages, and restart
+recovery replays its command journal into a fresh engine. The tables are described in
+:mod:`surveillance.audit_schema`.
 
 Writes are group commits. ``record_*`` calls only append a row to the pending batch in
 memory. A committer task hands the whole batch to one writer thread, which inserts it with
@@ -11,8 +13,18 @@ batches grow, and at low load a row waits for about one commit. A caller that mu
 before its rows are durable, such as sending an outbound message to the socket, registers
 :meth:`AuditTrail.after_commit`.
 
-Timestamps are integer microseconds since the Unix epoch, UTC, all from :meth:`AuditTrail.now_us`.
-Prices are integer price units (``engine.orders.PRICE_SCALE``).
+A batch that reaches ``max_batch_rows`` is closed at the end of the current turn of the
+event loop, never in the middle of one. Everything one inbound message causes is recorded
+in one turn: the message, the raised MsgSeqNum (34) expected next, the command, its events
+and the replies. So it commits all together or not at all, and a crash cannot keep the
+raised sequence number but lose the order.
+
+Every committed batch is sealed in a SHA-256 hash chain (:mod:`surveillance.audit_chain`),
+which ``fixgw audit verify`` checks.
+
+Timestamps are integer microseconds since the Unix epoch, UTC, all from :meth:`AuditTrail.now_us`
+(``time.time_ns``); each start records that clock in ``clock_log``. Prices are integer price
+units (``engine.orders.PRICE_SCALE``).
 
 NOTE: the file runs in WAL mode with ``synchronous=NORMAL``. A committed batch survives a
 crash of the process, but a power loss or OS crash can roll back the last few commits.
@@ -23,33 +35,38 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
+import contextlib
 import enum
 import json
 import logging
 import os
-import platform
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
+from engine.commands import Command, command_from_dict
+from engine.events import Event
+from surveillance.audit_schema import CHAINED_TABLES
+from surveillance.audit_writer import SCHEMA_VERSION, Batch, SchemaVersionError, WriterProcess
 
-from engine.commands import Command, RejectOrder, command_from_dict, command_to_dict
-from engine.events import CancelReject, Event, ExecutionEvent, Trade
-
-__all__ = ["AuditTrail", "AuditTrailError", "SessionState", "SCHEMA_VERSION"]
+__all__ = [
+    "AuditTrail",
+    "AuditTrailError",
+    "HaltAction",
+    "SessionEventKind",
+    "SessionState",
+    "SCHEMA_VERSION",
+]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
 DEFAULT_MAX_BATCH_ROWS = 5000
+RETRY_INTERVAL_S = 1.0
 
 _DIRECTIONS = frozenset({"in", "out"})
-_CLOCK = "time.time_ns"
 
 
 class AuditTrailError(Exception):
@@ -70,165 +87,30 @@ class SessionState:
     creation_time_us: int
 
 
+class HaltAction(str, enum.Enum):
+    """Action recorded in a ``halts`` row."""
+
+    HALT = "HALT"  # trading stopped in the scope
+    RESUME = "RESUME"  # trading resumed after a HALT
+    KILL_SWITCH = "KILL_SWITCH"  # order entry cut off and resting orders canceled
+    KILL_SWITCH_RELEASE = "KILL_SWITCH_RELEASE"  # order entry allowed again
+
+
+class SessionEventKind(str, enum.Enum):
+    """Kind of event recorded in a ``session_events`` row."""
+
+    LOGON = "LOGON"
+    LOGOUT = "LOGOUT"
+    DISCONNECT = "DISCONNECT"
+    CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
+
+
 class _State(enum.Enum):
     NEW = "new"  # constructed, start() not yet called
     OPEN = "open"  # recording and committing
     CLOSING = "closing"  # close() is flushing, records still accepted
     CLOSED = "closed"  # connection closed, every call except close() raises
 
-
-@dataclass(slots=True, eq=False)
-class _Batch:
-    """Rows waiting for one transaction, and the callbacks to run once it commits.
-
-    Rows are parameter tuples in the column order of the ``_INSERT_*`` statements.
-    ``sessions`` contains one upsert per FIX session, so a later save replaces an earlier one.
-    """
-
-    messages: list[tuple[Any, ...]] = field(default_factory=list)
-    commands: list[tuple[Any, ...]] = field(default_factory=list)
-    events: list[tuple[Any, ...]] = field(default_factory=list)
-    decisions: list[tuple[Any, ...]] = field(default_factory=list)
-    sessions: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
-    callbacks: list[Callable[[], None]] = field(default_factory=list)
-    rows: int = 0
-
-
-# Column types for sqlite-utils. Every ts_us is integer microseconds since the Unix epoch,
-# UTC, and every price integer price units.
-_TABLES: dict[str, tuple[dict[str, type], str]] = {
-    "meta": ({"key": str, "value": str}, "key"),
-    "messages": (
-        {
-            "id": int,
-            "ts_us": int,
-            "session_id": str,
-            "direction": str,  # "in" from the counterparty, "out" to it
-            "msg_type": str,  # MsgType (35)
-            "msg_seq_num": int,  # MsgSeqNum (34), NULL for a garbled message
-            "cl_ord_id": str,
-            "order_id": str,
-            "poss_dup": int,  # 1 when PossDupFlag (43) is Y
-            "raw": bytes,  # the message as sent or received, SOH separators included
-        },
-        "id",
-    ),
-    "commands": (
-        {
-            "seq": int,  # journal sequence number, 1, 2, ... in engine order
-            "ts_us": int,
-            "session_id": str,
-            "cl_ord_id": str,
-            "orig_cl_ord_id": str,
-            "type": str,  # class name in engine.commands
-            "body": str,  # JSON from engine.commands.command_to_dict
-        },
-        "seq",
-    ),
-    "events": (
-        {
-            "id": int,
-            "ts_us": int,
-            "command_seq": int,  # the command that produced the event
-            "kind": str,  # class name in engine.events
-            "session_id": str,  # for a Trade, the aggressor's session
-            "cl_ord_id": str,
-            "orig_cl_ord_id": str,
-            "order_id": str,  # for a Trade, the aggressor's order
-            "exec_id": str,
-            "exec_type": str,  # ExecType (150)
-            "ord_status": str,  # OrdStatus (39)
-            "symbol": str,
-            "side": str,  # Side (54), the aggressor's side for a Trade
-            "price": int,
-            "last_qty": int,
-            "last_px": int,
-            "cum_qty": int,
-            "leaves_qty": int,
-            "trade_id": str,
-            "contra_order_id": str,  # for a Trade, the resting order
-            "body": str,  # JSON of every field of the event
-        },
-        "id",
-    ),
-    "decisions": (
-        {
-            "id": int,
-            "ts_us": int,
-            "command_seq": int,
-            "session_id": str,
-            "cl_ord_id": str,
-            "control": str,  # which risk control decided
-            "accepted": int,  # 1 accepted, 0 rejected
-            "reason_code": str,
-            "limit_value": str,  # the limit in force, as text
-            "observed_value": str,  # the value the control measured, as text
-            "text": str,
-        },
-        "id",
-    ),
-    "session_store": (
-        {
-            "session_id": str,
-            "next_sender_seq_num": int,
-            "next_target_seq_num": int,
-            "creation_time_us": int,
-        },
-        "session_id",
-    ),
-}
-
-_NOT_NULL: dict[str, set[str]] = {
-    "meta": {"key", "value"},
-    "messages": {"ts_us", "session_id", "direction", "msg_type", "poss_dup", "raw"},
-    "commands": {"ts_us", "session_id", "cl_ord_id", "type", "body"},
-    "events": {"ts_us", "command_seq", "kind", "body"},
-    "decisions": {"ts_us", "session_id", "cl_ord_id", "control", "accepted", "reason_code"},
-    "session_store": {"next_sender_seq_num", "next_target_seq_num", "creation_time_us"},
-}
-
-_INDEXES: list[tuple[str, list[str]]] = [
-    ("messages", ["cl_ord_id"]),
-    ("messages", ["order_id"]),
-    ("messages", ["session_id", "ts_us"]),
-    ("messages", ["session_id", "direction", "msg_seq_num"]),
-    ("commands", ["cl_ord_id"]),
-    ("commands", ["orig_cl_ord_id"]),
-    ("commands", ["session_id", "ts_us"]),
-    ("events", ["cl_ord_id"]),
-    ("events", ["order_id"]),
-    ("events", ["contra_order_id"]),
-    ("events", ["command_seq"]),
-    ("events", ["session_id", "ts_us"]),
-    ("decisions", ["cl_ord_id"]),
-    ("decisions", ["session_id", "ts_us"]),
-]
-
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (ts_us, session_id, direction, msg_type, msg_seq_num, cl_ord_id,"
-    " order_id, poss_dup, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_COMMAND = (
-    "INSERT INTO commands (seq, ts_us, session_id, cl_ord_id, orig_cl_ord_id, type, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_EVENT = (
-    "INSERT INTO events (ts_us, command_seq, kind, session_id, cl_ord_id, orig_cl_ord_id,"
-    " order_id, exec_id, exec_type, ord_status, symbol, side, price, last_qty, last_px,"
-    " cum_qty, leaves_qty, trade_id, contra_order_id, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_DECISION = (
-    "INSERT INTO decisions (ts_us, command_seq, session_id, cl_ord_id, control, accepted,"
-    " reason_code, limit_value, observed_value, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_UPSERT_SESSION = (
-    "INSERT INTO session_store (session_id, next_sender_seq_num, next_target_seq_num,"
-    " creation_time_us) VALUES (?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET"
-    " next_sender_seq_num = excluded.next_sender_seq_num,"
-    " next_target_seq_num = excluded.next_target_seq_num,"
-    " creation_time_us = excluded.creation_time_us"
-)
 
 # The latest copy of each outbound MsgSeqNum in a range: a resent message is stored again
 # with PossDupFlag (43) Y, and the newest copy is what the counterparty last saw.
@@ -241,160 +123,18 @@ _SELECT_OUTBOUND = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _StoredState:
-    """State that :meth:`_Writer.open` reads back from an existing file."""
-
-    last_command_seq: int
-    sessions: dict[str, SessionState]
-
-
-class _Writer:
-    """The SQLite connection that writes. Every method runs in the single writer thread."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.conn: sqlite3.Connection | None = None
-
-    def open(self) -> _StoredState:
-        # isolation_level=None leaves BEGIN and COMMIT to commit(), one pair per batch.
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        self.conn = conn
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            raise AuditTrailError(
-                f"cannot switch {self.path!r} to WAL journal mode (SQLite kept {mode!r}); "
-                "compliance queries must read while the gateway writes, so put the file "
-                "on a local filesystem"
-            )
-        conn.execute("PRAGMA synchronous=NORMAL")
-        _create_schema(conn)
-        _record_meta(conn, self.path)
-        return _read_stored_state(conn)
-
-    def commit(self, batch: _Batch) -> None:
-        conn = self._connection()
-        conn.execute("BEGIN")
-        try:
-            conn.executemany(_INSERT_MESSAGE, batch.messages)
-            conn.executemany(_INSERT_COMMAND, batch.commands)
-            conn.executemany(_INSERT_EVENT, batch.events)
-            conn.executemany(_INSERT_DECISION, batch.decisions)
-            conn.executemany(_UPSERT_SESSION, batch.sessions.values())
-            conn.execute("COMMIT")
-        except BaseException:
-            # SQLite rolls back by itself after some errors (SQLITE_FULL among them).
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self.conn is None:
-            raise RuntimeError(f"audit trail {self.path!r} is not open")
-        return self.conn
-
-
-def _create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables and indexes that are missing, leaving existing ones unchanged."""
-    db = sqlite_utils.Database(conn, execute_plugins=False)
-    for name, (columns, pk) in _TABLES.items():
-        db.create_table(name, columns, pk=pk, not_null=_NOT_NULL[name], if_not_exists=True)
-    for table, columns in _INDEXES:
-        db[table].create_index(columns, if_not_exists=True)
-
-
-def _record_meta(conn: sqlite3.Connection, path: str) -> None:
-    """Record the schema version and the clock once, and check the version on every start."""
-    platform_name = platform.platform()
-    rows = [
-        ("schema_version", SCHEMA_VERSION),
-        ("clock", _CLOCK),
-        ("clock_platform", platform_name),
-        ("created_us", str(AuditTrail.now_us())),
-    ]
-    conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", rows)
-    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    if meta["schema_version"] != SCHEMA_VERSION:
-        raise AuditTrailError(
-            f"{path!r} has audit schema version {meta['schema_version']!r}, expected "
-            f"{SCHEMA_VERSION!r}; open it with the fixgw release that wrote it"
-        )
-
-
-def _read_stored_state(conn: sqlite3.Connection) -> _StoredState:
-    last_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM commands").fetchone()[0]
-    sessions = {
-        row[0]: SessionState(*row)
-        for row in conn.execute(
-            "SELECT session_id, next_sender_seq_num, next_target_seq_num, creation_time_us"
-            " FROM session_store"
-        )
-    }
-    return _StoredState(last_command_seq=last_seq, sessions=sessions)
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value
-
-
-def _event_body(event: Event) -> str:
-    body = {f.name: _plain(getattr(event, f.name)) for f in dataclasses.fields(event)}
-    body["type"] = type(event).__name__
-    return json.dumps(body, separators=(",", ":"))
-
-
-def _event_row(event: Event, command_seq: int, ts_us: int) -> tuple[Any, ...]:
-    """Return the ``events`` parameters of one event, in ``_INSERT_EVENT`` order."""
-    kind = type(event).__name__
-    body = _event_body(event)
-    if isinstance(event, ExecutionEvent):
-        return (
-            ts_us, command_seq, kind, event.session_id, event.cl_ord_id,
-            event.orig_cl_ord_id, event.order_id, event.exec_id, event.exec_type.value,
-            event.ord_status.value, event.symbol, event.side.value, event.price,
-            event.last_qty, event.last_px, event.cum_qty, event.leaves_qty, event.trade_id,
-            None, body,
-        )
-    if isinstance(event, CancelReject):
-        ord_status = event.ord_status.value if event.ord_status is not None else None
-        return (
-            ts_us, command_seq, kind, event.session_id, event.cl_ord_id,
-            event.orig_cl_ord_id, event.order_id, None, None, ord_status, None, None, None,
-            None, None, None, None, None, None, body,
-        )
-    if isinstance(event, Trade):
-        return (
-            ts_us, command_seq, kind, event.aggressor_session_id, None, None,
-            event.aggressor_order_id, None, None, None, event.symbol,
-            event.aggressor_side.value, event.price, event.qty, event.price, None, None,
-            event.trade_id, event.resting_order_id, body,
-        )
-    raise TypeError(f"unknown event type {kind!r}; expected ExecutionEvent, CancelReject or Trade")
-
-
-def _command_row(command: Command, seq: int, ts_us: int) -> tuple[Any, ...]:
-    """Return the ``commands`` parameters of one command, in ``_INSERT_COMMAND`` order."""
-    # A RejectOrder belongs to the order it wraps.
-    owner = command.order if isinstance(command, RejectOrder) else command
-    body = json.dumps(command_to_dict(command), separators=(",", ":"))
-    orig_cl_ord_id = getattr(owner, "orig_cl_ord_id", None)
-    command_type = type(command).__name__
-    return (seq, ts_us, owner.session_id, owner.cl_ord_id, orig_cl_ord_id, command_type, body)
-
-
 def _connect_reader(path: str) -> sqlite3.Connection:
     """Open the read-only connection of the loop thread.
 
-    In WAL mode it reads only committed rows and never blocks the writer.
+    In WAL mode it reads only committed rows, and its reads do not block the writer's commits.
     """
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA query_only=ON")
     return conn
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -435,20 +175,23 @@ class AuditTrail:
         self.failed: Exception | None = None
 
         self._state = _State.NEW
-        self._batches: collections.deque[_Batch] = collections.deque([_Batch()])
-        self._in_flight: _Batch | None = None
+        self._batches: collections.deque[Batch] = collections.deque([Batch()])
+        self._in_flight: Batch | None = None
         self._wake = asyncio.Event()
         self._flush_waiters: set[asyncio.Future[None]] = set()
         self._failed_attempts = 0
         self._committed_batches = 0
         self._committed_rows = 0
 
-        self._writer = _Writer(self.path)
+        self._writer = WriterProcess(self.path)
         self._executor: ThreadPoolExecutor | None = None
         self._reader: sqlite3.Connection | None = None
         self._committer: asyncio.Task[None] | None = None
         self._sessions: dict[str, SessionState] = {}
-        self._next_command_seq = 1
+        self._next_ids: dict[str, int] = {table.name: 1 for table in CHAINED_TABLES}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seal_scheduled = False
+        self._listeners: list[Callable[[Exception | None], None]] = []
 
     @staticmethod
     def now_us() -> int:
@@ -485,6 +228,8 @@ class AuditTrail:
             self._reader = _connect_reader(self.path)
         except BaseException as exc:
             await self._shut_down_connections()
+            if isinstance(exc, SchemaVersionError):
+                raise AuditTrailError(str(exc)) from exc
             if isinstance(exc, sqlite3.Error):
                 raise AuditTrailError(
                     f"cannot open audit trail {self.path!r}: {exc}; check that its folder "
@@ -492,16 +237,20 @@ class AuditTrail:
                 ) from exc
             raise
 
-        self._sessions = dict(stored.sessions)
-        self._next_command_seq = stored.last_command_seq + 1
+        self._sessions = {row[0]: SessionState(*row) for row in stored.sessions}
+        self._next_ids = dict(stored.next_ids)
+        self._loop = loop
         self._committer = loop.create_task(self._run_committer(), name=f"audit {self.path}")
         self._committer.add_done_callback(self._on_committer_done)
         self._state = _State.OPEN
         logger.info(
-            "audit trail %s opened: %d commands journaled, %d FIX sessions stored",
+            "audit trail %s opened: %d commands journaled, %d FIX sessions stored, "
+            "%d batches sealed, chain head %s",
             self.path,
-            stored.last_command_seq,
+            stored.next_ids["commands"] - 1,
             len(self._sessions),
+            self._writer.batch_no,
+            self._writer.head_hash,
         )
 
     async def close(self) -> None:
@@ -572,12 +321,12 @@ class AuditTrail:
             raise ValueError(f"direction must be 'in' or 'out', got {direction!r}")
         if ts_us is None:
             ts_us = time.time_ns() // 1000
-        row = (
-            ts_us, session_id, direction, msg_type, msg_seq_num, cl_ord_id, order_id,
-            int(poss_dup), raw,
-        )
         batch = self._open_batch()
-        batch.messages.append(row)
+        row_id = self._take_id("messages")
+        batch.tables["messages"].append((
+            row_id, ts_us, session_id, direction, msg_type, msg_seq_num, cl_ord_id, order_id,
+            int(poss_dup), raw,
+        ))
         batch.rows += 1
 
     def record_command(self, command: Command, *, ts_us: int | None = None) -> int:
@@ -587,12 +336,11 @@ class AuditTrail:
         """
         if ts_us is None:
             ts_us = time.time_ns() // 1000
-        seq = self._next_command_seq
-        row = _command_row(command, seq, ts_us)
         batch = self._open_batch()
-        batch.commands.append(row)
+        seq = self._take_id("commands")
+        # The writer process turns (seq, ts_us, command) into the row: see audit_rows.
+        batch.tables["commands"].append((seq, ts_us, command))
         batch.rows += 1
-        self._next_command_seq = seq + 1
         return seq
 
     def record_decision(
@@ -612,21 +360,117 @@ class AuditTrail:
         """Record one risk decision with the limit in force and the value it measured."""
         if ts_us is None:
             ts_us = time.time_ns() // 1000
-        row = (
+        self._append("decisions", (
             ts_us, command_seq, session_id, cl_ord_id, control, int(accepted), reason_code,
             limit, value, text,
-        )
-        batch = self._open_batch()
-        batch.decisions.append(row)
-        batch.rows += 1
+        ))
 
     def record_event(self, event: Event, *, command_seq: int, ts_us: int | None = None) -> None:
         """Record one engine event produced by the command journaled as ``command_seq``."""
         if ts_us is None:
             ts_us = time.time_ns() // 1000
-        row = _event_row(event, command_seq, ts_us)
         batch = self._open_batch()
-        batch.events.append(row)
+        row_id = self._take_id("events")
+        batch.tables["events"].append((row_id, ts_us, command_seq, event))
+        batch.rows += 1
+
+    def record_alert(
+        self,
+        *,
+        detector: str,
+        version: str,
+        score: float,
+        threshold: float,
+        action: str,
+        text: str,
+        features: Mapping[str, Any],
+        symbol: str | None = None,
+        session_id: str | None = None,
+        trade_id: str | None = None,
+        ts_us: int | None = None,
+    ) -> None:
+        """Record one surveillance alert: which detector version saw what, and what was done.
+
+        ``features`` are the detector's inputs and must be JSON-serialisable.
+        """
+        features_json = json.dumps(dict(features), sort_keys=True, separators=(",", ":"))
+        self._append("alerts", (
+            self._ts(ts_us), detector, version, symbol, session_id, trade_id, features_json,
+            float(score), float(threshold), action, text,
+        ))
+
+    def record_limit_change(
+        self,
+        *,
+        actor: str,
+        scope: str,
+        setting: str,
+        old_value: str | None,
+        new_value: str | None,
+        reason: str,
+        ts_us: int | None = None,
+    ) -> None:
+        """Record a change of one risk limit or setting; ``scope`` is a symbol, session or '*'."""
+        self._append("limit_changes", (
+            self._ts(ts_us), actor, scope, setting, _text_or_none(old_value),
+            _text_or_none(new_value), reason,
+        ))
+
+    def record_halt(
+        self,
+        action: HaltAction,
+        *,
+        actor: str,
+        scope: str,
+        reason: str,
+        command_seq: int | None = None,
+        canceled_order_ids: Sequence[str] = (),
+        ts_us: int | None = None,
+    ) -> None:
+        """Record a halt, resumption or kill switch on ``scope`` (a symbol, session or '*').
+
+        ``command_seq`` names the MassCancel journaled for it, ``canceled_order_ids`` the
+        OrderIDs (37) that cancel removed.
+        """
+        self._append("halts", (
+            self._ts(ts_us), HaltAction(action).value, actor, scope, reason, command_seq,
+            json.dumps(list(canceled_order_ids)),
+        ))
+
+    def record_session_event(
+        self,
+        session_id: str,
+        kind: SessionEventKind,
+        *,
+        text: str = "",
+        begin_seq_no: int | None = None,
+        end_seq_no: int | None = None,
+        command_seq: int | None = None,
+        ts_us: int | None = None,
+    ) -> None:
+        """Record a FIX session event such as a disconnect or a cancel-on-disconnect."""
+        self._append("session_events", (
+            self._ts(ts_us), session_id, SessionEventKind(kind).value, begin_seq_no, end_seq_no,
+            command_seq, text,
+        ))
+
+    def add_failure_listener(self, listener: Callable[[Exception | None], None]) -> None:
+        """Call ``listener(error)`` when commits start failing, and ``listener(None)`` when
+        a commit succeeds again. It runs on the loop's thread."""
+        self._listeners.append(listener)
+
+    def _ts(self, ts_us: int | None) -> int:
+        return self.now_us() if ts_us is None else int(ts_us)
+
+    def _take_id(self, table: str) -> int:
+        row_id = self._next_ids[table]
+        self._next_ids[table] = row_id + 1
+        return row_id
+
+    def _append(self, table: str, row: tuple[Any, ...]) -> None:
+        """Add one row to the pending batch, with the table's next id in front."""
+        batch = self._open_batch()
+        batch.tables[table].append((self._take_id(table), *row))
         batch.rows += 1
 
     def save_session_state(
@@ -689,6 +533,14 @@ class AuditTrail:
         cursor = reader.execute(_SELECT_OUTBOUND, (session_id, begin_seq_no, end, since_us))
         return [(seq, raw) for seq, raw in cursor]
 
+    def load_settings(self) -> dict[tuple[str, str], str | None]:
+        """Return the latest committed value of each (scope, setting) in ``limit_changes``."""
+        reader = self._require_reader()
+        cursor = reader.execute(
+            "SELECT scope, setting, new_value FROM limit_changes ORDER BY ts_us, id"
+        )
+        return {(scope, setting): value for scope, setting, value in cursor}
+
     def load_journal(self) -> Iterator[tuple[int, Command]]:
         """Return every committed command with its journal sequence number, in order.
 
@@ -706,24 +558,26 @@ class AuditTrail:
         """
         batches = ([self._in_flight] if self._in_flight is not None else []) + list(self._batches)
         for batch in batches:
-            tables = (batch.messages, batch.commands, batch.events, batch.decisions, batch.sessions)
-            counted = sum(len(table) for table in tables)
-            if batch.rows != counted or batch.rows > self.max_batch_rows:
-                raise RuntimeError(
-                    f"batch row count {batch.rows} differs from its {counted} rows or "
-                    f"exceeds max_batch_rows {self.max_batch_rows}"
-                )
+            counted = sum(len(rows) for rows in batch.tables.values()) + len(batch.sessions)
+            if batch.rows != counted:
+                raise RuntimeError(f"batch row count {batch.rows} differs from its {counted} rows")
             for session_id, row in batch.sessions.items():
                 if batch is _last_upsert_of(batches, session_id):
                     _check_session_row(row, self._sessions.get(session_id))
 
-        pending_seqs = [row[0] for batch in batches for row in batch.commands]
-        expected = list(range(self._next_command_seq - len(pending_seqs), self._next_command_seq))
-        if pending_seqs != expected:
-            raise RuntimeError(f"pending journal numbers {pending_seqs} are not {expected}")
+        for table in CHAINED_TABLES:
+            pending_ids = [row[0] for batch in batches for row in batch.tables[table.name]]
+            end = self._next_ids[table.name]
+            expected = list(range(end - len(pending_ids), end))
+            if pending_ids != expected:
+                raise RuntimeError(f"pending {table.name} ids {pending_ids} are not {expected}")
 
         if self.pending_rows == 0 and self._reader is not None:
-            stored = _read_stored_state(self._reader).sessions
+            rows = self._reader.execute(
+                "SELECT session_id, next_sender_seq_num, next_target_seq_num, creation_time_us"
+                " FROM session_store"
+            )
+            stored = {row[0]: SessionState(*row) for row in rows}
             if stored != self._sessions:
                 raise RuntimeError(f"session_store {stored} differs from memory {self._sessions}")
 
@@ -740,20 +594,36 @@ class AuditTrail:
             raise RuntimeError(f"audit trail {self.path!r} has no reader connection")
         return self._reader
 
-    def _open_batch(self) -> _Batch:
-        """Return the batch that takes the next row, starting a new one when it is full."""
+    def _open_batch(self) -> Batch:
+        """Return the batch that takes the next row.
+
+        A full batch keeps taking rows until the current turn of the event loop ends, so
+        that the rows of one inbound message never straddle two transactions.
+        """
         self._require_running()
         batch = self._batches[-1]
-        if batch.rows >= self.max_batch_rows:
-            batch = _Batch()
-            self._batches.append(batch)
+        if batch.rows + 1 >= self.max_batch_rows and not self._seal_scheduled:
+            self._seal_scheduled = True
+            if self._loop is not None:
+                self._loop.call_soon(self._close_open_batch)
         if batch.rows == 0:
             self._wake.set()
         return batch
 
+    def _close_open_batch(self) -> None:
+        self._seal_scheduled = False
+        if self._batches[-1].rows:
+            self._batches.append(Batch())
+
     async def _run_committer(self) -> None:
         while True:
-            await self._wake.wait()
+            if self.failed is None:
+                await self._wake.wait()
+            else:
+                # A full disk or a read-only file may be fixed without anything new being
+                # recorded, so a failed commit is retried on a timer too.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_INTERVAL_S)
             self._wake.clear()
             await self._commit_pending()
 
@@ -763,7 +633,7 @@ class AuditTrail:
         while self._has_work():
             batch = self._batches.popleft()
             if not self._batches:
-                self._batches.append(_Batch())
+                self._batches.append(Batch())
 
             if batch.rows and not await self._commit(batch):
                 # Keep the rows and callbacks at the head of the queue for the retry.
@@ -777,7 +647,7 @@ class AuditTrail:
         head = self._batches[0]
         return len(self._batches) > 1 or head.rows > 0 or bool(head.callbacks)
 
-    async def _commit(self, batch: _Batch) -> bool:
+    async def _commit(self, batch: Batch) -> bool:
         loop = asyncio.get_running_loop()
         self._in_flight = batch
         try:
@@ -798,9 +668,10 @@ class AuditTrail:
             )
             self.failed = None
             self._failed_attempts = 0
+            self._notify(None)
         return True
 
-    def _on_commit_failed(self, batch: _Batch, exc: Exception) -> None:
+    def _on_commit_failed(self, batch: Batch, exc: Exception) -> None:
         self.failed = exc
         self._failed_attempts += 1
         # One ERROR line per outage. The retries that fail again go to DEBUG.
@@ -813,6 +684,15 @@ class AuditTrail:
             self._failed_attempts,
             exc,
         )
+        if self._failed_attempts == 1:
+            self._notify(exc)
+
+    def _notify(self, error: Exception | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(error)
+            except Exception:
+                logger.exception("audit trail %s: failure listener %r raised", self.path, listener)
 
     def _fail_flush_waiters(self) -> None:
         for waiter in self._flush_waiters:
@@ -842,6 +722,7 @@ class AuditTrail:
             self.failed = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
             logger.error("audit trail %s: committer stopped: %r", self.path, exc, exc_info=exc)
             self._fail_flush_waiters()
+            self._notify(self.failed)
 
     async def _stop(self) -> None:
         if self._committer is not None:
@@ -868,7 +749,7 @@ class AuditTrail:
             self._executor = None
 
 
-def _last_upsert_of(batches: list[_Batch], session_id: str) -> _Batch | None:
+def _last_upsert_of(batches: list[Batch], session_id: str) -> Batch | None:
     for batch in reversed(batches):
         if session_id in batch.sessions:
             return batch

@@ -24,6 +24,7 @@ import sqlite_utils
 
 from engine.commands import command_from_dict
 from engine.orders import PRICE_DECIMALS, CxlRejReason, ExecType, OrdStatus, Side
+from surveillance.audit_rows import event_fields
 
 __all__ = [
     "MSG_TYPE_NAMES",
@@ -32,6 +33,7 @@ __all__ = [
     "format_order_life",
     "format_price",
     "format_ts_us",
+    "open_audit_db",
     "order_life",
 ]
 
@@ -90,6 +92,8 @@ def order_life(
 ) -> list[AuditRow]:
     """Return every audit row of the order with ClOrdID (11) ``cl_ord_id``, in time order.
 
+    When no order has that ClOrdID, ``cl_ord_id`` is looked up as an OrderID (37).
+
     The order is followed through its cancels and replaces in both directions along
     OrigClOrdID (41), within its FIX session, and through the OrderIDs (37) the engine gave
     it, which also bring in the trades where it rested. A ClOrdID is unique only per
@@ -98,13 +102,15 @@ def order_life(
     NOTE: a cancel or replace that was rejected before it became a command has no stored
     OrigClOrdID, so it is found only when its own ClOrdID is asked for.
     """
-    path = os.fspath(db_path)
-    with _open_read_only(path) as db:
+    with open_audit_db(db_path) as db:
         keys = _order_keys(db, cl_ord_id, session_id)
+        if not keys:
+            # Not a ClOrdID (11): try it as the OrderID (37) the venue gave the order.
+            keys = _keys_of_order_id(db, cl_ord_id, session_id)
         order_ids = _order_ids(db, keys)
         events = _event_rows(db, keys, order_ids)
         rows = (
-            _message_rows(db, keys, order_ids)
+            _message_rows(db, keys)
             + _command_rows(db, keys, {event["command_seq"] for event in events})
             + _decision_rows(db, keys)
             + [_event_audit_row(event) for event in events]
@@ -135,8 +141,9 @@ def format_price(price: int | None) -> str:
 
 
 @contextlib.contextmanager
-def _open_read_only(path: str) -> Iterator[sqlite_utils.Database]:
+def open_audit_db(db_path: str | os.PathLike[str]) -> Iterator[sqlite_utils.Database]:
     """Open the audit trail on a query-only connection, closed on exit."""
+    path = os.fspath(db_path)
     # sqlite3.connect would create a missing file, so check first.
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -189,6 +196,20 @@ def _order_keys(
     return keys
 
 
+def _keys_of_order_id(
+    db: sqlite_utils.Database, order_id: str, session_id: str | None
+) -> set[tuple[str, str]]:
+    sql = "SELECT DISTINCT session_id, cl_ord_id FROM events WHERE order_id = ? AND cl_ord_id IS NOT NULL"
+    seeds = [
+        (row["session_id"], row["cl_ord_id"]) for row in db.query(sql, [order_id])
+        if session_id in (None, row["session_id"])
+    ]
+    keys: set[tuple[str, str]] = set()
+    for session, cl_ord_id in seeds:
+        keys |= _order_keys(db, cl_ord_id, session)
+    return keys
+
+
 def _order_ids(db: sqlite_utils.Database, keys: set[tuple[str, str]]) -> set[str]:
     sql = (
         "SELECT DISTINCT order_id FROM events WHERE session_id = ? AND cl_ord_id = ?"
@@ -204,13 +225,10 @@ def _select_by_keys(
     return {row["row_id"]: row for key in keys for row in db.query(sql, list(key))}
 
 
-def _message_rows(
-    db: sqlite_utils.Database, keys: set[tuple[str, str]], order_ids: set[str]
-) -> list[AuditRow]:
+def _message_rows(db: sqlite_utils.Database, keys: set[tuple[str, str]]) -> list[AuditRow]:
+    # Every message of the order carries a ClOrdID (11) of its chain, so the keys find
+    # them all. The messages table has no OrderID (37) index, which keeps inserts cheap.
     found = _select_by_keys(db, "messages", keys)
-    for order_id in order_ids:
-        sql = "SELECT rowid AS row_id, * FROM messages WHERE order_id = ?"
-        found.update((row["row_id"], row) for row in db.query(sql, [order_id]))
     return [_message_audit_row(row) for row in found.values()]
 
 
@@ -260,6 +278,9 @@ def _format_fields(value: Any) -> str:
         field_value = getattr(value, name)
         if name == "session_id" or field_value is None or field_value == "":
             continue
+        # Optional fields left at a falsy default (display_qty=0, post_only=False) add nothing.
+        if not field_value and field.default is not dataclasses.MISSING:
+            continue
         if name == "price":
             text = format_price(field_value)
         elif isinstance(field_value, enum.Enum):
@@ -306,7 +327,7 @@ def _event_rows(
 
 
 def _event_audit_row(row: dict[str, Any]) -> AuditRow:
-    body = json.loads(row["body"])
+    body = event_fields(row)
     kind = row["kind"]
     if kind == "ExecutionEvent":
         summary = _execution_summary(body)
@@ -325,7 +346,7 @@ def _event_audit_row(row: dict[str, Any]) -> AuditRow:
             f" resting={body['resting_order_id']} ({body['resting_session_id']})"
         )
     else:
-        summary = f"{kind} {row['body']}"
+        summary = f"{kind} {body}"
     return AuditRow(
         ts_us=row["ts_us"],
         kind=AuditRowKind.EVENT,

@@ -1,4 +1,8 @@
-"""OrderBook: resting, removing, amending and matching orders, and its invariant checker."""
+"""OrderBook and BookSide: resting and removing orders, queries, and the invariant checker.
+
+Matching lives in the engine (tests/engine/test_engine.py); these tests drive the book's
+own structure directly.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import itertools
 
 import pytest
 
-from engine import EngineInvariantError, OrderBook, OrderNotRestingError
+from engine import EngineInvariantError, Instrument, OrderBook, OrderNotRestingError, TradingPhase
 from engine.book import Order
 from engine.orders import OrdStatus, OrdType, Side, TimeInForce
 
@@ -14,25 +18,29 @@ _order_numbers = itertools.count(1)
 _seqs = itertools.count(1)
 
 
-def make_order(side: Side, price: int, qty: int, symbol: str = "AAA") -> Order:
+def make_order(side: Side, price: int, qty: int, symbol: str = "AAA", display_qty: int = 0) -> Order:
     number = next(_order_numbers)
     order = Order(
-        f"O{number}", "S1", f"C{number}", symbol, side, OrdType.LIMIT, TimeInForce.DAY, price, qty
+        f"O{number}", number, "S1", f"C{number}", symbol, side, OrdType.LIMIT,
+        TimeInForce.DAY, price, qty,
     )
     order.seq = next(_seqs)
+    if display_qty:
+        order.display_qty = display_qty
+        order.show_next_slice()
     return order
 
 
-def rest(book: OrderBook, side: Side, price: int, qty: int) -> Order:
-    order = make_order(side, price, qty, book.symbol)
-    book.add(order)
+def rest(book: OrderBook, side: Side, price: int, qty: int, display_qty: int = 0) -> Order:
+    order = make_order(side, price, qty, book.symbol, display_qty)
+    book.side(side).add(order)
     book.check()
     return order
 
 
 @pytest.fixture
 def book() -> OrderBook:
-    return OrderBook("AAA")
+    return OrderBook(Instrument("AAA"))
 
 
 def test_empty_book(book: OrderBook) -> None:
@@ -40,6 +48,7 @@ def test_empty_book(book: OrderBook) -> None:
     assert book.best_ask() is None
     assert book.depth(5) == ([], [])
     assert list(book.orders()) == []
+    assert not book.is_crossed()
     book.check()
 
 
@@ -62,7 +71,6 @@ def test_depth_best_first(book: OrderBook) -> None:
 
     assert book.depth(2) == ([(99, 9), (98, 8)], [(101, 1), (102, 2)])
     assert book.depth(10) == ([(99, 9), (98, 8), (97, 7)], [(101, 1), (102, 2), (103, 3)])
-    assert book.depth(0) == ([], [])
 
 
 def test_depth_negative_levels(book: OrderBook) -> None:
@@ -70,190 +78,112 @@ def test_depth_negative_levels(book: OrderBook) -> None:
         book.depth(-1)
 
 
+def test_iceberg_shows_slice(book: OrderBook) -> None:
+    iceberg = rest(book, Side.SELL, 101, 50, display_qty=10)
+    rest(book, Side.SELL, 101, 4)
+
+    assert iceberg.visible_qty == 10
+    assert book.best_ask() == (101, 14)
+    assert book.asks.best().leaves_qty == 54  # type: ignore[union-attr]
+
+
 def test_orders_in_priority_order(book: OrderBook) -> None:
     first = rest(book, Side.BUY, 100, 1)
-    better = rest(book, Side.BUY, 101, 1)
-    second = rest(book, Side.BUY, 100, 1)
-    ask = rest(book, Side.SELL, 105, 1)
+    second = rest(book, Side.BUY, 100, 2)
+    better = rest(book, Side.BUY, 101, 3)
+    ask = rest(book, Side.SELL, 105, 4)
 
     assert list(book.orders()) == [better, first, second, ask]
 
 
 def test_remove_keeps_other_orders(book: OrderBook) -> None:
     first = rest(book, Side.SELL, 101, 5)
-    middle = rest(book, Side.SELL, 101, 6)
-    last = rest(book, Side.SELL, 101, 7)
+    second = rest(book, Side.SELL, 101, 6)
 
-    book.remove(middle)
+    book.asks.remove(first)
     book.check()
 
-    assert book.best_ask() == (101, 12)
-    assert list(book.orders()) == [first, last]
+    assert list(book.orders()) == [second]
+    assert book.best_ask() == (101, 6)
 
 
 def test_remove_last_order_drops_level(book: OrderBook) -> None:
     order = rest(book, Side.BUY, 100, 5)
     rest(book, Side.BUY, 99, 5)
 
-    book.remove(order)
+    book.bids.remove(order)
     book.check()
 
-    assert book.depth(5) == ([(99, 5)], [])
+    assert book.bids.keys == [99]
+    assert book.best_bid() == (99, 5)
 
 
 def test_remove_order_not_in_book(book: OrderBook) -> None:
     rest(book, Side.BUY, 100, 5)
     stranger = make_order(Side.BUY, 100, 5)
 
-    with pytest.raises(OrderNotRestingError, match=f"order {stranger.order_id} .* 'AAA' book"):
-        book.remove(stranger)
+    with pytest.raises(OrderNotRestingError, match=f"order {stranger.order_id} .* does not rest"):
+        book.bids.remove(stranger)
 
 
-def test_amend_qty_keeps_priority(book: OrderBook) -> None:
-    first = rest(book, Side.BUY, 100, 10)
-    second = rest(book, Side.BUY, 100, 10)
+def test_keys_sorted_on_insert(book: OrderBook) -> None:
+    for price in (100, 98, 103, 99, 101):
+        rest(book, Side.BUY, price, 1)
+        rest(book, Side.SELL, price + 10, 1)
 
-    book.amend_qty(first, 4)
-    book.check()
-
-    assert first.order_qty == 4
-    assert first.leaves_qty == 4
-    assert book.best_bid() == (100, 14)
-    fills = book.match(Side.SELL, 100, 5)
-    assert fills == [(first, 4), (second, 1)]
-
-
-@pytest.mark.parametrize("order_qty", [11, 3, 0])
-def test_amend_qty_invalid(book: OrderBook, order_qty: int) -> None:
-    order = rest(book, Side.SELL, 100, 10)
-    book.match(Side.BUY, 100, 3)
-
-    with pytest.raises(ValueError, match=f"got {order_qty}"):
-        book.amend_qty(order, order_qty)
-
-
-def test_match_price_then_time(book: OrderBook) -> None:
-    first_best = rest(book, Side.SELL, 100, 5)
-    worse = rest(book, Side.SELL, 101, 5)
-    second_best = rest(book, Side.SELL, 100, 5)
-
-    fills = book.match(Side.BUY, 101, 12)
-    book.check()
-
-    assert fills == [(first_best, 5), (second_best, 5), (worse, 2)]
-    assert book.best_ask() == (101, 3)
-
-
-def test_match_stops_at_limit(book: OrderBook) -> None:
-    near = rest(book, Side.BUY, 100, 5)
-    rest(book, Side.BUY, 98, 5)
-
-    fills = book.match(Side.SELL, 99, 20)
-    book.check()
-
-    assert fills == [(near, 5)]
-    assert book.depth(5) == ([(98, 5)], [])
-
-
-def test_match_market_takes_every_level(book: OrderBook) -> None:
-    for price in (100, 110, 120):
-        rest(book, Side.SELL, price, 1)
-
-    fills = book.match(Side.BUY, None, 10)
-    book.check()
-
-    assert [order.price for order, _ in fills] == [100, 110, 120]
-    assert book.best_ask() is None
-
-
-def test_match_updates_resting_state(book: OrderBook) -> None:
-    full = rest(book, Side.SELL, 100, 4)
-    partial = rest(book, Side.SELL, 100, 10)
-
-    book.match(Side.BUY, 100, 7)
-    book.check()
-
-    assert (full.ord_status, full.cum_qty, full.leaves_qty) == (OrdStatus.FILLED, 4, 0)
-    assert full.cum_notional == 400
-    assert (partial.ord_status, partial.cum_qty, partial.leaves_qty) == (
-        OrdStatus.PARTIALLY_FILLED,
-        3,
-        7,
-    )
-    assert list(book.orders()) == [partial]
-
-
-def test_match_no_cross_leaves_book(book: OrderBook) -> None:
-    rest(book, Side.SELL, 101, 5)
-
-    assert book.match(Side.BUY, 100, 5) == []
-    assert book.best_ask() == (101, 5)
-
-
-def test_match_drains_long_level(book: OrderBook) -> None:
-    orders = [rest(book, Side.BUY, 100, 1) for _ in range(500)]
-
-    taken = [book.match(Side.SELL, 100, 1)[0][0] for _ in range(499)]
-    book.check()
-
-    assert taken == orders[:499]
-    assert list(book.orders()) == orders[499:]
+    assert book.bids.keys == [98, 99, 100, 101, 103]
+    assert book.asks.keys == [-113, -111, -110, -109, -108]
 
 
 @pytest.mark.parametrize(
-    ("side", "limit_price", "qty", "expected"),
-    [
-        (Side.BUY, 101, 100, 15),
-        (Side.BUY, 101, 12, 12),
-        (Side.BUY, 100, 100, 5),
-        (Side.BUY, 99, 100, 0),
-        (Side.BUY, None, 100, 35),
-        (Side.SELL, 98, 100, 9),
-        (Side.SELL, 97, 100, 11),
-        (Side.SELL, None, 3, 3),
-    ],
+    ("limit_price", "qty", "expected"),
+    [(None, 100, 15), (101, 100, 5), (102, 8, 8), (100, 10, 0), (103, 15, 15)],
 )
-def test_fillable_qty(
-    book: OrderBook, side: Side, limit_price: int | None, qty: int, expected: int
-) -> None:
-    rest(book, Side.SELL, 100, 5)
-    rest(book, Side.SELL, 101, 10)
-    rest(book, Side.SELL, 105, 20)
-    rest(book, Side.BUY, 98, 9)
-    rest(book, Side.BUY, 97, 2)
+def test_fillable_qty(book: OrderBook, limit_price: int | None, qty: int, expected: int) -> None:
+    rest(book, Side.SELL, 101, 5)
+    rest(book, Side.SELL, 102, 10, display_qty=2)
+    buyer = make_order(Side.BUY, 0, qty)
 
-    assert book.fillable_qty(side, limit_price, qty) == expected
-    assert book.depth(5) == ([(98, 9), (97, 2)], [(100, 5), (101, 10), (105, 20)])
+    assert book.fillable_qty(buyer, limit_price) == expected
 
 
 def test_check_cached_total(book: OrderBook) -> None:
     rest(book, Side.BUY, 100, 5)
-    book._bids.peekitem(0)[1].total_qty = 7
+    book.bids.best().total_qty = 7  # type: ignore[union-attr]
 
-    with pytest.raises(EngineInvariantError, match="cached total_qty 7 != sum of leaves_qty 5"):
+    with pytest.raises(EngineInvariantError, match="cached total_qty 7 and leaves_qty 5 != sums 5 and 5"):
         book.check()
 
 
 def test_check_crossed_book(book: OrderBook) -> None:
-    rest(book, Side.BUY, 100, 5)
-    book.add(make_order(Side.SELL, 100, 5))
+    rest(book, Side.SELL, 100, 5)
+    book.bids.add(make_order(Side.BUY, 100, 5))
 
-    with pytest.raises(EngineInvariantError, match="crossed: best bid 100 >= best ask 100"):
+    with pytest.raises(EngineInvariantError, match="crossed in CONTINUOUS"):
         book.check()
 
 
+@pytest.mark.parametrize("phase", [TradingPhase.PRE_OPEN, TradingPhase.PRE_CLOSE, TradingPhase.HALTED])
+def test_check_crossed_allowed_in_call(book: OrderBook, phase: TradingPhase) -> None:
+    book.phase = phase
+    rest(book, Side.SELL, 100, 5)
+    rest(book, Side.BUY, 101, 5)
+
+    assert book.is_crossed()
+
+
 def test_check_time_priority(book: OrderBook) -> None:
-    first = rest(book, Side.SELL, 100, 5)
-    second = rest(book, Side.SELL, 100, 5)
-    first.seq, second.seq = second.seq, first.seq
+    first = rest(book, Side.BUY, 100, 5)
+    rest(book, Side.BUY, 100, 5)
+    first.seq = 10**9
 
     with pytest.raises(EngineInvariantError, match="not in time priority"):
         book.check()
 
 
 def test_check_finished_order_resting(book: OrderBook) -> None:
-    order = rest(book, Side.SELL, 100, 5)
-    order.ord_status = OrdStatus.CANCELED
+    order = rest(book, Side.BUY, 100, 5)
+    order.ord_status = OrdStatus.FILLED
 
     with pytest.raises(EngineInvariantError, match=f"resting order {order.order_id} has"):
         book.check()
@@ -267,8 +197,26 @@ def test_check_leaves_qty(book: OrderBook) -> None:
         book.check()
 
 
+def test_check_visible_above_display(book: OrderBook) -> None:
+    order = rest(book, Side.BUY, 100, 50, display_qty=10)
+    order.visible_qty = 20
+    book.bids.best().total_qty = 20  # type: ignore[union-attr]
+
+    with pytest.raises(EngineInvariantError, match="visible_qty 20 with display_qty 10"):
+        book.check()
+
+
+def test_check_unsorted_keys(book: OrderBook) -> None:
+    rest(book, Side.BUY, 100, 5)
+    rest(book, Side.BUY, 99, 5)
+    book.bids.keys.reverse()
+
+    with pytest.raises(EngineInvariantError, match="keys are not sorted"):
+        book.check()
+
+
 def test_check_wrong_symbol(book: OrderBook) -> None:
-    book.add(make_order(Side.BUY, 100, 5, symbol="BBB"))
+    book.bids.add(make_order(Side.BUY, 100, 5, symbol="BBB"))
 
     with pytest.raises(EngineInvariantError, match="symbol 'BBB'"):
         book.check()

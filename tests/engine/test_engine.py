@@ -681,7 +681,7 @@ def test_replace_old_cl_ord_id_still_duplicate(engine: MatchingEngine) -> None:
         (replace("c2", "c1", SELL, 10, None, ord_type=MARKET), CxlRejReason.OTHER,
          "OrdType (40) cannot change from LIMIT to MARKET"),
         (replace("c2", "c1", SELL, 10, 100, tif=IOC), CxlRejReason.OTHER,
-         "TimeInForce (59) of a resting order can be DAY or GTC, got IOC"),
+         "TimeInForce (59) of a resting order can be DAY, GTC or GTD, got IOC"),
         (replace("c2", "c1", BUY, 10, 100), CxlRejReason.OTHER,
          "Side (54) BUY does not match SELL of order O1"),
         (replace("c2", "c1", SELL, 10, 100, symbol="BBB"), CxlRejReason.OTHER,
@@ -852,15 +852,12 @@ def test_check_live_index_missing_order(engine: MatchingEngine) -> None:
         engine.check()
 
 
-def test_check_live_index_time_order(engine: MatchingEngine) -> None:
+def test_check_live_index_wrong_session(engine: MatchingEngine) -> None:
     run(engine, new("c1", BUY, 10, 100))
-    run(engine, new("c2", BUY, 10, 99))
-    live = engine._live["S1"]
-    first = next(iter(live))
-    del live[first]
-    live[first] = None
+    order = next(iter(engine._live["S1"]))
+    engine._live["S2"] = {order: None}
 
-    with pytest.raises(EngineInvariantError, match="seq 1 after seq 2, so it is not in time order"):
+    with pytest.raises(EngineInvariantError, match="live index of session 'S2' contains"):
         engine.check()
 
 
@@ -875,7 +872,7 @@ def test_check_cl_ord_id_index(engine: MatchingEngine) -> None:
 
 def test_check_book_error_propagates(engine: MatchingEngine) -> None:
     run(engine, new("c1", BUY, 10, 100))
-    engine.book("AAA")._bids.peekitem(0)[1].total_qty = 3
+    engine.book("AAA").bids.best().total_qty = 3  # type: ignore[union-attr]
 
     with pytest.raises(EngineInvariantError, match="AAA BUY level 100: cached total_qty 3"):
         engine.check()

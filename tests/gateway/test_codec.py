@@ -410,7 +410,9 @@ def test_checksum_reason_names_values():
     assert result.reason == f"CheckSum (10) is {wrong.decode()}, computed {right}"
 
 
-def test_truncated_frame_then_next():
+def test_truncated_frame_swallows_next():
+    # BodyLength (9) of the truncated frame reaches into the second message, so the
+    # garbled frame ends at the second message's CheckSum (10), as QuickFIX frames it.
     first = encode("FIX.4.4", "D", HEADER, MESSAGES[0][2])
     second = encode("FIX.4.4", "0", HEADER, [])
     third = encode("FIX.4.4", "1", HEADER, [(112, "T")])
@@ -418,7 +420,27 @@ def test_truncated_frame_then_next():
     frames = decode_all([first[:-20] + second + third])
 
     assert isinstance(frames[0], GarbledFrame)
-    assert [frame.raw for frame in frames if isinstance(frame, FixMessage)] == [second, third]
+    assert frames[0].raw == first[:-20] + second
+    assert [frame.raw for frame in frames[1:]] == [third]
+
+
+def test_short_checksum_ends_frame():
+    good = encode("FIX.4.4", "0", HEADER, [])
+    short = good[: good.rindex(b"10=")] + b"10=0\x01"
+
+    frames = decode_all([short + good])
+
+    assert isinstance(frames[0], GarbledFrame)
+    assert "expected three digits" in frames[0].reason
+    assert [frame.raw for frame in frames[1:]] == [good]
+
+
+@pytest.mark.parametrize("tag", [b"0", b"-1"])
+def test_invalid_tag_number_parsed(tag):
+    message = decode_one(frame(VALID_BODY + tag + b"=HI\x01"))
+
+    assert isinstance(message, FixMessage)
+    assert (int(tag), b"HI") in message.fields
 
 
 def test_truncated_frame_waits():

@@ -15,7 +15,7 @@ DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 AAPL_MESSAGES = DATA_DIR / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
 AAPL_ORDERBOOK = DATA_DIR / "AAPL_2012-06-21_34200000_57600000_orderbook_10.csv"
 
-# A level-1 day made up for the test. Before 09:30 the book holds asks of 300 at 100.10
+# A level-1 day made up for the test. Before 09:30 the book has asks of 300 at 100.10
 # (ids 901 and 902) and 500 at 100.20, bids of 400 at 100.00 (id 903) and 200 at 99.90;
 # none of them is in the message file. Between events 11 and 12, 300 of the asks at
 # 100.20 are cancelled while that level is outside the window, so no message shows it.

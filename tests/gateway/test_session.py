@@ -194,13 +194,14 @@ def test_unknown_symbol_order_rejected_with_reason(client: RawFixClient) -> None
     assert b"NOPE" in report.get(58)
 
 
-def test_unsupported_ord_type_rejected(client: RawFixClient) -> None:
+def test_unsupported_time_in_force_rejected(client: RawFixClient) -> None:
     client.logon()
-    fields = [(t, "3" if t == 40 else v) for t, v in new_order_fields("S-1")]
+    fields = [(t, "7" if t == 59 else v) for t, v in new_order_fields("S-1")]
     client.send("D", fields)
     report = client.receive_type("8")
     assert report.get(39) == b"8"
     assert report.get(103) == b"11"
+    assert b"TimeInForce (59)" in report.get(58)
 
 
 def test_logout_answered_then_disconnected(client: RawFixClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -83,11 +84,16 @@ def test_start_creates_wal_schema_and_meta(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
     tables = {row[0] for row in query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"meta", "messages", "commands", "events", "decisions", "session_store"}
+    assert tables == {
+        "meta", "messages", "commands", "events", "decisions", "session_store", "alerts",
+        "limit_changes", "halts", "session_events", "clock_log", "audit_batches",
+    }
     meta = dict(query(path, "SELECT key, value FROM meta"))
     assert meta["clock"] == "time.time_ns"
     assert meta["clock_platform"]
-    assert meta["schema_version"] == "1"
+    assert meta["schema_version"] == "2"
+    clock = query(path, "SELECT clock, granularity_us, pid FROM clock_log")
+    assert clock == [("time.time_ns", 1, os.getpid())]
 
 
 def test_start_on_missing_folder_names_path(tmp_path: Path) -> None:
@@ -122,19 +128,41 @@ def test_batch_holds_many_rows(tmp_path: Path) -> None:
     assert query(path, "SELECT count(*) FROM messages") == [(2000,)]
 
 
-def test_batch_cap_splits_rows(tmp_path: Path) -> None:
-    async def scenario() -> AuditTrail:
+def test_batch_cap_splits_between_turns(tmp_path: Path) -> None:
+    async def scenario() -> None:
         trail = AuditTrail(tmp_path / "audit.db", max_batch_rows=100)
         await trail.start()
         for msg_seq_num in range(1, 1001):
+            record_out(trail, msg_seq_num)
+            if msg_seq_num % 100 == 0:
+                await asyncio.sleep(0)
+        trail.check()
+        await trail.close()
+        return trail
+
+    asyncio.run(scenario())
+    sizes = [row[0] for row in query(tmp_path / "audit.db", "SELECT row_count FROM audit_batches")]
+    # Batch 1 is the clock_log row that start() commits.
+    assert sizes[0] == 1
+    assert sum(sizes[1:]) == 1000
+    assert max(sizes[1:]) <= 100
+
+
+def test_batch_cap_never_splits_a_turn(tmp_path: Path) -> None:
+    """Rows recorded in one turn of the loop commit together, past the cap if need be."""
+
+    async def scenario() -> AuditTrail:
+        trail = AuditTrail(tmp_path / "audit.db", max_batch_rows=100)
+        await trail.start()
+        for msg_seq_num in range(1, 351):
             record_out(trail, msg_seq_num)
         trail.check()
         await trail.close()
         return trail
 
     trail = asyncio.run(scenario())
-    assert trail.committed_batches == 10
-    assert trail.committed_rows == 1000
+    assert trail.committed_batches == 1
+    assert trail.committed_rows == 350
 
 
 def test_rows_during_commit_join_next_batch(tmp_path: Path) -> None:
