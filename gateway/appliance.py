@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.commands import Command, MassCancel, NewOrder, RejectOrder, ReplaceOrder
+from engine.commands import AdvanceTime
 from engine.engine import MatchingEngine
+from engine.instrument import Instrument
 from engine.events import CancelReject, ExecutionEvent, Trade
 from engine.orders import CxlRejReason, CxlRejResponseTo, ExecType
 from gateway import reports
 from gateway.acceptor import Acceptor
 from gateway.codec import FixMessage
+from gateway.marketdata import MARKET_DATA_REQUEST, MarketDataPublisher
 from gateway.normalise import BusinessReject, MassCancelRejected, SessionReject, normalise
 from gateway.echo import EchoApplication
 from gateway.session import Application, Session, SessionState
@@ -76,7 +79,17 @@ class Appliance:
         # ``audit`` lets the benchmark swap in surveillance.audit_null.NullAuditTrail.
         self.audit = audit if audit is not None else AuditTrail(self.audit_path)
         self.order_entry = OrderEntryGuard(str(self.audit_path))
-        self.engine = MatchingEngine([i.symbol for i in venue.instruments])
+        self.engine = MatchingEngine(
+            [
+                Instrument(
+                    symbol=i.symbol, tick_size=i.tick_size, lot_size=i.lot_size,
+                    reference_price=i.reference_price,
+                )
+                for i in venue.instruments
+            ],
+            firms=venue.firms,
+        )
+        self.market_data = MarketDataPublisher(self.engine)
         self.risk = RiskGate(venue.instruments)
         self.wash_trades = WashTradeDetector()
         self.stats = ApplianceStats()
@@ -137,6 +150,14 @@ class Appliance:
             now_us = self.audit.now_us()
             for session in self.sessions.values():
                 session.on_timer(now_us)
+            self._expire_orders(now_us)
+
+    def _expire_orders(self, now_us: int) -> None:
+        # The engine reads no clock: GTD orders expire when a journaled AdvanceTime reaches
+        # their ExpireTime (126), so replaying the journal expires them at the same point.
+        next_expiry_us = self.engine.next_expiry_us()
+        if next_expiry_us is not None and next_expiry_us <= now_us and self.app == "engine":
+            self._execute(AdvanceTime(ts_us=now_us))
 
     # ------------------------------------------------------------------ Application
 
@@ -148,6 +169,7 @@ class Appliance:
         )
 
     def on_logout(self, session: Session) -> None:
+        self.market_data.on_logout(session.session_id)
         self.audit.record_session_event(
             session.session_id, SessionEventKind.DISCONNECT,
             begin_seq_no=session.next_target_seq_num, end_seq_no=session.next_sender_seq_num,
@@ -155,6 +177,10 @@ class Appliance:
         )
 
     def on_app_message(self, session: Session, message: FixMessage) -> None:
+        if message.msg_type == MARKET_DATA_REQUEST:
+            for msg_type, body in self.market_data.on_request(session.session_id, message):
+                session.send(msg_type, body)
+            return
         outcome = normalise(session.session_id, message)
         if isinstance(outcome, SessionReject):
             session.send_reject(
@@ -202,9 +228,16 @@ class Appliance:
                 return
             command = checked
 
-        command_seq = self.audit.record_command(command)
         if isinstance(command, RejectOrder):
             self.stats.rejects_by_reason[command.reason.name] += 1
+        canceled = self._execute(command)
+        if isinstance(command, MassCancel):
+            self._send_mass_cancel_report(session, command, canceled)
+
+    def _execute(self, command: Command) -> int:
+        """Journal and match ``command``, send its reports and market data; return the
+        number of orders it canceled."""
+        command_seq = self.audit.record_command(command)
         events = self.engine.process(command)
         transact_time = format_utc_timestamp(self.audit.now_us())
         canceled = 0
@@ -217,8 +250,11 @@ class Appliance:
                 self._send_cancel_reject(event, transact_time)
             else:
                 self._on_trade(event)
-        if isinstance(command, MassCancel):
-            self._send_mass_cancel_report(session, command, canceled)
+        for session_id, msg_type, body in self.market_data.on_events(events):
+            subscriber = self.sessions.get(session_id)
+            if subscriber is not None:
+                subscriber.send(msg_type, body)
+        return canceled
 
     def _check_risk(
         self, session: Session, command: NewOrder | ReplaceOrder

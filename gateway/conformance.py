@@ -43,6 +43,7 @@ __all__ = [
     "compare_messages",
     "conformance_sessions",
     "find_scripts",
+    "find_spec_dir",
     "format_results",
     "frame_outbound",
     "parse_script",
@@ -516,24 +517,19 @@ def _script_session(
     begin_string: str, comp_id: str, appl_ver_id: str | None, dictionary: str,
     spec_dir: Path | None, *, validate_fields_have_values: bool = True,
 ) -> SessionSettings:
-    paths: dict[str, Path | None] = {}
-    if spec_dir is not None:
-        if begin_string == "FIXT.1.1":
-            paths = {
-                "transport_data_dictionary": spec_dir / "FIXT11.xml",
-                "app_data_dictionary": spec_dir / dictionary,
-            }
-        else:
-            paths = {"data_dictionary": spec_dir / dictionary}
+    is_fixt = begin_string == "FIXT.1.1"
+    app_path = spec_dir / dictionary if spec_dir is not None else None
     return SessionSettings(
         begin_string=begin_string,
         sender_comp_id=VENUE_COMP_ID,
         target_comp_id=comp_id,
         socket_accept_port=0,
         reset_on_logon=True,
+        data_dictionary=None if is_fixt else app_path,
+        transport_data_dictionary=spec_dir / "FIXT11.xml" if is_fixt and spec_dir else None,
+        app_data_dictionary=app_path if is_fixt else None,
         default_appl_ver_id=appl_ver_id,
         validate_fields_have_values=validate_fields_have_values,
-        **paths,
     )
 
 

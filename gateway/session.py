@@ -722,7 +722,7 @@ class Session:
     def reverse_route(self, message: FixMessage) -> list[Field]:
         """Return the routing header of a reply to ``message``: OnBehalfOf* as DeliverTo*
         and DeliverTo* as OnBehalfOf*."""
-        pairs = _REVERSED_ROUTING
+        pairs: tuple[tuple[int, int], ...] = _REVERSED_ROUTING
         if self.begin_string != "FIX.4.0":
             pairs = pairs + _REVERSED_LOCATIONS
         header: list[Field] = []

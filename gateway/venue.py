@@ -41,6 +41,8 @@ from typing import Any, TypeVar
 
 from engine.orders import PRICE_DECIMALS, PRICE_SCALE
 from gateway.errors import ConfigError
+from engine.instrument import Firm
+from engine.orders import SelfMatchPrevention
 from surveillance.risk import DEFAULT_COLLAR_PCT, DEFAULT_LOT_SIZE, InstrumentConfig
 
 __all__ = [
@@ -94,6 +96,8 @@ class VenueConfig:
     audit_db: Path
     instruments: tuple[InstrumentConfig, ...]
     surveillance: SurveillanceConfig = field(default_factory=SurveillanceConfig)
+    # Broker firms for self-match prevention; a session in no firm is never checked.
+    firms: tuple[Firm, ...] = ()
 
 
 def default_venue_config(audit_db: str | os.PathLike[str] = DEFAULT_AUDIT_DB) -> VenueConfig:
@@ -145,7 +149,7 @@ def parse_venue_config(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
 
-    root = _Table(data, "", source, ("venue", "instruments", "risk", "surveillance"))
+    root = _Table(data, "", source, ("venue", "instruments", "risk", "surveillance", "firms"))
     venue = root.table("venue", ("name", "audit_db"))
     risk = root.table("risk", ("max_order_qty", "max_notional", "collar_pct"))
     defaults = _InstrumentDefaults(
@@ -158,6 +162,7 @@ def parse_venue_config(
         audit_db=(base_dir / venue.get("audit_db", _path_text, DEFAULT_AUDIT_DB)).resolve(),
         instruments=_read_instruments(root, defaults),
         surveillance=_read_surveillance(root.table("surveillance", _SURVEILLANCE_KEYS)),
+        firms=_read_firms(root),
     )
 
 
@@ -180,6 +185,7 @@ _INSTRUMENT_KEYS = (
     "max_notional",
 )
 _SURVEILLANCE_KEYS = ("wash_trade_alert", "price_move_alert_pct")
+_FIRM_KEYS = ("name", "sessions", "self_match_prevention")
 
 
 def _read_instruments(root: _Table, defaults: _InstrumentDefaults) -> tuple[InstrumentConfig, ...]:
@@ -239,6 +245,47 @@ def _read_instrument(table: _Table, defaults: _InstrumentDefaults) -> Instrument
         collar_pct=table.get("collar_pct", _collar_pct, defaults.collar_pct),
         reference_price=reference_price,
     )
+
+
+def _read_firms(root: _Table) -> tuple[Firm, ...]:
+    """Read [[firms]]: broker firms, the session IDs they trade through and their
+    self-match prevention."""
+    firms: list[Firm] = []
+    owner: dict[str, str] = {}
+    for table in root.array_of_tables("firms", _FIRM_KEYS):
+        name = table.get("name", _symbol_or_name)
+        session_ids = table.get("sessions", _session_ids)
+        for session_id in session_ids:
+            if session_id in owner:
+                raise table.error(
+                    "sessions",
+                    f"session {session_id!r} already belongs to firm {owner[session_id]!r}; "
+                    "list each session in one firm",
+                )
+            owner[session_id] = name
+        prevention = table.get(
+            "self_match_prevention", _self_match_prevention, SelfMatchPrevention.CANCEL_RESTING
+        )
+        firms.append(Firm(name=name, session_ids=session_ids, self_match_prevention=prevention))
+    return tuple(firms)
+
+
+def _session_ids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _InvalidValue(
+            'expected a non-empty list of FIX session IDs, such as ["FIX.4.4:FIXGW->BRK1"]'
+        )
+    return tuple(value)
+
+
+def _self_match_prevention(value: Any) -> SelfMatchPrevention:
+    choices = ", ".join(repr(m.value.lower()) for m in SelfMatchPrevention)
+    if not isinstance(value, str):
+        raise _InvalidValue(f"expected one of {choices}")
+    try:
+        return SelfMatchPrevention(value.upper())
+    except ValueError:
+        raise _InvalidValue(f"expected one of {choices}") from None
 
 
 def _read_surveillance(table: _Table) -> SurveillanceConfig:

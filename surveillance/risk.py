@@ -187,13 +187,18 @@ class RiskGate:
             )
 
         order_qty = command.order_qty
-        if command.ord_type is OrdType.MARKET:
+        if command.ord_type is OrdType.MARKET or command.ord_type is OrdType.STOP:
+            # A stop order becomes a market order when triggered, so it has no Price (44);
+            # its notional is taken at StopPx (99), the price that triggers it.
+            stop_px = command.stop_px if command.ord_type is OrdType.STOP else None
+            notional_price, basis = (
+                (stop_px, "StopPx (99)") if stop_px is not None
+                else (instrument.reference_price(), "reference price")
+            )
             return (
                 _check_lot_size(instrument, order_qty)
                 or _check_max_order_qty(instrument, order_qty)
-                or _check_max_notional(
-                    instrument, order_qty, instrument.reference_price(), "reference price"
-                )
+                or _check_max_notional(instrument, order_qty, notional_price, basis)
                 or ACCEPT
             )
 

@@ -346,3 +346,37 @@ def test_parse_source_name() -> None:
         "venue.toml: instruments[1].lot_size = 0 is invalid: expected a whole number above 0, "
         "such as 1000"
     )
+
+
+def test_firms_read_with_self_match_prevention(tmp_path) -> None:
+    text = MINIMAL_FIRMS_TOML + """
+[[firms]]
+name = "Alpha"
+sessions = ["FIX.4.4:FIXGW->BRK1", "FIX.4.4:FIXGW->BRK2"]
+self_match_prevention = "cancel_both"
+"""
+    config = parse_venue_config(text, source="venue.toml", base_dir=tmp_path)
+    (firm,) = config.firms
+    assert firm.name == "Alpha"
+    assert firm.session_ids == ("FIX.4.4:FIXGW->BRK1", "FIX.4.4:FIXGW->BRK2")
+    assert firm.self_match_prevention.value == "CANCEL_BOTH"
+
+
+@pytest.mark.parametrize(
+    ("firms", "message"),
+    [
+        ('name = "A"\nsessions = []', "non-empty list of FIX session IDs"),
+        ('name = "A"\nsessions = ["S1"]\nself_match_prevention = "cancel_all"', "cancel_resting"),
+        ('name = "A"\nsessions = ["S1"]\n[[firms]]\nname = "B"\nsessions = ["S1"]', "already belongs to firm 'A'"),
+    ],
+)
+def test_firms_invalid_rejected(tmp_path, firms: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_venue_config(MINIMAL_FIRMS_TOML + "[[firms]]\n" + firms, source="venue.toml", base_dir=tmp_path)
+
+
+MINIMAL_FIRMS_TOML = """
+[[instruments]]
+symbol = "AAPL"
+tick_size = "0.01"
+"""

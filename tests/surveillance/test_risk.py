@@ -368,3 +368,28 @@ def test_invalid_instrument_config(overrides: dict[str, object], expected: str) 
 def test_duplicate_instrument() -> None:
     with pytest.raises(ValueError, match="'AMZN' is configured twice"):
         RiskGate([instrument(), instrument()])
+
+
+def test_stop_order_checked_at_stop_px() -> None:
+    gate = RiskGate([_stop_instrument()])
+    within = _stop_order(stop_px=100 * PRICE_SCALE, qty=1_000)
+    over = _stop_order(stop_px=100 * PRICE_SCALE, qty=20_000)
+    assert gate.check(within).accepted
+    rejected = gate.check(over)
+    assert not rejected.accepted
+    assert rejected.control is RiskControl.MAX_NOTIONAL
+    assert "StopPx (99)" in rejected.text
+
+
+def _stop_instrument() -> InstrumentConfig:
+    return InstrumentConfig(
+        symbol="STP", tick_size=PRICE_SCALE // 100, lot_size=1, reference_price=None,
+        collar_pct=Decimal(10), max_order_qty=1_000_000, max_notional=1_000_000 * PRICE_SCALE,
+    )
+
+
+def _stop_order(*, stop_px: int, qty: int) -> NewOrder:
+    return NewOrder(
+        session_id="S", cl_ord_id="C", symbol="STP", side=Side.BUY, ord_type=OrdType.STOP,
+        order_qty=qty, price=None, stop_px=stop_px,
+    )
