@@ -12,13 +12,14 @@ so a restart resumes the same books.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import collections
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.commands import Command, MassCancel, NewOrder, RejectOrder, ReplaceOrder
-from engine.commands import AdvanceTime
+from engine.commands import AdvanceTime, EndOfDay
 from engine.engine import MatchingEngine
 from engine.instrument import Instrument
 from engine.events import CancelReject, ExecutionEvent, Trade
@@ -96,6 +97,8 @@ class Appliance:
         self.sessions: dict[str, Session] = {}
         self._acceptor: Acceptor | None = None
         self._timer_task: asyncio.Task[None] | None = None
+        # The latest trading day (YYYYMMDD) whose EndOfDay is journaled.
+        self._last_end_of_day = ""
 
     async def start(self) -> dict[str, int]:
         """Open the audit trail, rebuild the books, listen; return each session's port."""
@@ -139,6 +142,8 @@ class Appliance:
             for event in self.engine.process(command):
                 if isinstance(event, Trade):
                     self.risk.on_trade(event)
+            if isinstance(command, EndOfDay):
+                self._last_end_of_day = max(self._last_end_of_day, command.trade_date)
             count += 1
         self.stats.journal_replayed = count
         if count:
@@ -151,6 +156,22 @@ class Appliance:
             for session in self.sessions.values():
                 session.on_timer(now_us)
             self._expire_orders(now_us)
+            self._end_trading_day(now_us)
+
+    def _end_trading_day(self, now_us: int) -> None:
+        """Journal EndOfDay once a day, at the venue's end_of_day time (UTC).
+
+        A restart after that time ends the day at once, so Day orders never outlive it.
+        """
+        end_of_day = self.venue.end_of_day
+        if end_of_day is None or self.app != "engine":
+            return
+        now = datetime.datetime.fromtimestamp(now_us / 1e6, datetime.timezone.utc)
+        trade_date = now.strftime("%Y%m%d")
+        if now.time() >= end_of_day and trade_date > self._last_end_of_day:
+            logger.info("end of trading day %s: expiring Day orders", trade_date)
+            self._last_end_of_day = trade_date
+            self._execute(EndOfDay(trade_date=trade_date))
 
     def _expire_orders(self, now_us: int) -> None:
         # The engine reads no clock: GTD orders expire when a journaled AdvanceTime reaches

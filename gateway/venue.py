@@ -28,6 +28,8 @@ is a :class:`~gateway.errors.ConfigError` naming the file, the key path (such as
 
 from __future__ import annotations
 
+import datetime
+
 import difflib
 import json
 import os
@@ -98,6 +100,8 @@ class VenueConfig:
     surveillance: SurveillanceConfig = field(default_factory=SurveillanceConfig)
     # Broker firms for self-match prevention; a session in no firm is never checked.
     firms: tuple[Firm, ...] = ()
+    # UTC time at which the trading day ends and Day orders expire; None never ends it.
+    end_of_day: datetime.time | None = None
 
 
 def default_venue_config(audit_db: str | os.PathLike[str] = DEFAULT_AUDIT_DB) -> VenueConfig:
@@ -150,7 +154,7 @@ def parse_venue_config(
         raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
 
     root = _Table(data, "", source, ("venue", "instruments", "risk", "surveillance", "firms"))
-    venue = root.table("venue", ("name", "audit_db"))
+    venue = root.table("venue", ("name", "audit_db", "end_of_day"))
     risk = root.table("risk", ("max_order_qty", "max_notional", "collar_pct"))
     defaults = _InstrumentDefaults(
         max_order_qty=risk.get("max_order_qty", _positive_int, DEFAULT_MAX_ORDER_QTY),
@@ -160,6 +164,7 @@ def parse_venue_config(
     return VenueConfig(
         name=venue.get("name", _symbol_or_name, DEFAULT_VENUE_NAME),
         audit_db=(base_dir / venue.get("audit_db", _path_text, DEFAULT_AUDIT_DB)).resolve(),
+        end_of_day=venue.get("end_of_day", _time_of_day, None),
         instruments=_read_instruments(root, defaults),
         surveillance=_read_surveillance(root.table("surveillance", _SURVEILLANCE_KEYS)),
         firms=_read_firms(root),
@@ -385,6 +390,18 @@ def _symbol_or_name(value: Any) -> str:
             "expected a non-empty string of printable ASCII without leading or trailing spaces"
         )
     return value
+
+
+def _time_of_day(value: Any) -> datetime.time:
+    # TOML has a local-time type (21:00:00 unquoted); a quoted "21:00:00" works too.
+    if isinstance(value, datetime.time):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.time.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _InvalidValue("expected a UTC time of day such as \"21:00:00\"")
 
 
 def _path_text(value: Any) -> str:

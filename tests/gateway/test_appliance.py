@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import time
 from pathlib import Path
 
@@ -108,5 +109,35 @@ def test_same_firm_orders_do_not_trade(tmp_path: Path) -> None:
         assert venue.appliance.stats.executions == 0
         seller.close()
         buyer.close()
+    finally:
+        venue.stop()
+
+
+def test_day_orders_expire_at_end_of_day(tmp_path: Path) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    end_of_day = (now + datetime.timedelta(seconds=1.5)).time()
+    if end_of_day < now.time():
+        pytest.skip("end of day would fall after midnight UTC; run again in two seconds")
+    venue_config = dataclasses.replace(default_venue_config(), end_of_day=end_of_day)
+    venue = ApplianceThread(
+        Appliance(default_session_settings(port=0), venue_config, audit_path=tmp_path / "a.sqlite")
+    )
+    venue.start()
+    try:
+        client = RawFixClient(venue.port)
+        client.logon()
+        client.send("D", new_order_fields("DAY-1", price="70.00", tif="0"))
+        client.receive_type("8")
+        client.send("D", new_order_fields("GTC-1", price="69.00", tif="1"))
+        client.receive_type("8")
+
+        expired = client.receive_type("8", timeout_s=5)
+        assert expired.get(11) == b"DAY-1"
+        assert expired.get(150) == b"C"
+        assert expired.get(39) == b"C"
+        client.send("H", [(11, "GTC-1"), (55, "AAPL"), (54, "1")])
+        status = client.receive_type("8")
+        assert status.get(39) == b"0"
+        client.close()
     finally:
         venue.stop()
