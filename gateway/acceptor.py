@@ -15,7 +15,7 @@ import socket
 
 from gateway import tags
 from gateway.codec import FixMessage, FrameDecoder, GarbledFrame
-from gateway.errors import MessageTooLargeError
+from gateway.errors import ApplianceError, MessageTooLargeError
 from gateway.session import Session, SessionState
 from gateway.tags import MsgType
 from gateway.timefmt import parse_utc_timestamp
@@ -51,9 +51,17 @@ class Acceptor:
         ports: dict[str, int] = {}
         for (host, port), sessions in by_address.items():
             max_size = max(s.settings.max_message_size_bytes for s in sessions)
-            server = await loop.create_server(
-                lambda: FixConnection(self, max_size), host, port, reuse_address=True
-            )
+            try:
+                server = await loop.create_server(
+                    lambda: FixConnection(self, max_size), host, port, reuse_address=True
+                )
+            except OSError as exc:
+                await self.stop()
+                raise ApplianceError(
+                    f"cannot listen on {host}:{port} (SocketAcceptHost and SocketAcceptPort of "
+                    f"{', '.join(s.session_id for s in sessions)}): {exc.strerror or exc}; "
+                    "choose a free port and a local address, or stop the process using it"
+                ) from exc
             self._servers.append(server)
             bound_port = server.sockets[0].getsockname()[1]
             logger.info(

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import fcntl
 import collections
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from engine.commands import Command, MassCancel, NewOrder, RejectOrder, ReplaceOrder
 from engine.commands import AdvanceTime, EndOfDay
@@ -27,6 +29,7 @@ from engine.orders import CxlRejReason, CxlRejResponseTo, ExecType
 from gateway import reports
 from gateway.acceptor import Acceptor
 from gateway.codec import FixMessage
+from gateway.errors import ApplianceError
 from gateway.marketdata import MARKET_DATA_REQUEST, MarketDataPublisher
 from gateway.normalise import BusinessReject, MassCancelRejected, SessionReject, normalise
 from gateway.echo import EchoApplication
@@ -97,11 +100,13 @@ class Appliance:
         self.sessions: dict[str, Session] = {}
         self._acceptor: Acceptor | None = None
         self._timer_task: asyncio.Task[None] | None = None
+        self._lock_file: IO[str] | None = None
         # The latest trading day (YYYYMMDD) whose EndOfDay is journaled.
         self._last_end_of_day = ""
 
     async def start(self) -> dict[str, int]:
         """Open the audit trail, rebuild the books, listen; return each session's port."""
+        self._lock_audit_trail()
         await self.audit.start()
         self.audit.add_failure_listener(self.order_entry.on_audit_failure)
         record_instrument_limits(self.audit, self.venue.instruments)
@@ -111,7 +116,12 @@ class Appliance:
             s.session_id: Session(s, self.audit, application) for s in self.session_settings
         }
         self._acceptor = Acceptor(list(self.sessions.values()))
-        ports = await self._acceptor.start()
+        try:
+            ports = await self._acceptor.start()
+        except ApplianceError:
+            await self.audit.close()
+            self._unlock_audit_trail()
+            raise
         self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
         logger.info(
             "appliance started: %d sessions, %d instruments, audit trail %s",
@@ -133,8 +143,34 @@ class Appliance:
             self._timer_task.cancel()
         if self._acceptor is not None:
             await self._acceptor.stop()
-        await self.audit.close()
+        try:
+            await self.audit.close()
+        finally:
+            self._unlock_audit_trail()
         logger.info("appliance stopped; audit trail %s", self.audit_path)
+
+    def _lock_audit_trail(self) -> None:
+        """Take an exclusive lock beside the audit database for this process's lifetime.
+
+        Two appliances on one database would interleave journals and sequence numbers, so
+        the second one to start stops with an error instead.
+        """
+        lock_path = self.audit_path.with_name(self.audit_path.name + ".lock")
+        lock_file = open(lock_path, "a+")  # noqa: SIM115 - held open until stop()
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.close()
+            raise ApplianceError(
+                f"audit trail {str(self.audit_path)!r} is in use by another fixgw process; "
+                "stop that process or pass another --db"
+            ) from None
+        self._lock_file = lock_file
+
+    def _unlock_audit_trail(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def _rebuild_engine(self) -> None:
         count = 0
@@ -213,7 +249,10 @@ class Appliance:
         elif isinstance(outcome, MassCancelRejected):
             body = reports.order_mass_cancel_report(
                 outcome.cl_ord_id, "NONE", outcome.mass_cancel_request_type, "0", 0,
-                text=outcome.text, reject_reason="99",
+                text=outcome.text,
+                # MassCancelRejectReason (532) 99 (other) exists from FIX 4.4; FIX 4.3
+                # has 0 (mass cancel not supported), which names the case as well.
+                reject_reason="0" if session.begin_string == "FIX.4.3" else "99",
             )
             session.send(MsgType.ORDER_MASS_CANCEL_REPORT, body, cl_ord_id=outcome.cl_ord_id)
         else:
@@ -353,7 +392,7 @@ class Appliance:
             logger.error("OrderCancelReject for unknown session %r dropped", event.session_id)
             return
         self.stats.rejects_by_reason[f"CANCEL_{event.reason.name}"] += 1
-        body = reports.order_cancel_reject(event, transact_time)
+        body = reports.order_cancel_reject(event, transact_time, session.begin_string)
         session.send(
             MsgType.ORDER_CANCEL_REJECT, body, cl_ord_id=event.cl_ord_id, order_id=event.order_id
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import sqlite3
 import signal
 import sys
 from pathlib import Path
@@ -56,8 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="LOBSTER message file")
     replay.add_argument("--orderbook", type=Path, metavar="ORDERBOOK.csv",
                         help="LOBSTER order-book file, for seeding and best bid and offer agreement")
-    replay.add_argument("--db", type=Path, help="audit database path (default: a new temporary file)")
+    replay.add_argument("--db", type=Path, help="audit database path (default: a new temporary "
+                        "file); with --host, the venue's, shown in the summary only")
     replay.add_argument("--limit", type=int, help="replay only the first N events")
+    replay.add_argument("--host", help="replay against a venue listening there, such as fixgw serve "
+                        "on the files of --write-config, instead of one started in this process")
+    replay.add_argument("--port", type=int, help="the venue's port, with --host")
+    replay.add_argument("--write-config", type=Path, metavar="DIR",
+                        help="write sessions.cfg and venue.toml for fixgw serve into DIR, for "
+                        "the symbol of --lobster and --port (default: 9880), then exit")
 
     from surveillance.audit_cli import add_audit_parser
 
@@ -100,9 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo, "serve": _serve, "replay": _replay, "audit": _audit,
         "conformance": _conformance,
     }
+    from surveillance.audit import AuditTrailError
+
     try:
         return handlers[args.command](args)
-    except (FixError, OSError, ValueError) as exc:
+    except BrokenPipeError:
+        # The reader of the output went away (`fixgw audit ... | head`): not an error.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (FixError, AuditTrailError, OSError, ValueError, sqlite3.DatabaseError) as exc:
         print(f"fixgw {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -117,6 +133,8 @@ def _demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--sessions {args.sessions} is out of range: use 1 to 4")
     if args.seconds <= 0:
         raise ValueError(f"--seconds {args.seconds} must be above 0")
+    if args.db is not None:
+        args.db.parent.mkdir(parents=True, exist_ok=True)
     summary = asyncio.run(
         run_demo(seconds=args.seconds, sessions=args.sessions, audit_path=args.db, seed=args.seed)
     )
@@ -128,13 +146,32 @@ def _replay(args: argparse.Namespace) -> int:
     from gateway.replay import run_replay
     from gateway.summary import format_summary
 
+    if args.write_config is not None:
+        return _write_replay_config(args)
     for option, path in (("--lobster", args.lobster), ("--orderbook", args.orderbook)):
         if path is not None and not path.is_file():
             raise ValueError(f"{option} {str(path)!r} is not a file")
-    summary = asyncio.run(
-        run_replay(args.lobster, args.orderbook, audit_path=args.db, limit=args.limit)
-    )
+    if (args.host is None) != (args.port is None):
+        raise ValueError("--host and --port go together: give both to replay against a running venue")
+    summary = asyncio.run(run_replay(
+        args.lobster, args.orderbook, audit_path=args.db, limit=args.limit,
+        host=args.host, port=args.port,
+    ))
     print(format_summary(summary))
+    if args.host is not None:
+        print("BBO agreement is not measured against a venue in another process")
+    return 0
+
+
+def _write_replay_config(args: argparse.Namespace) -> int:
+    from gateway.lobster import symbol_from_path
+    from gateway.replay import write_serve_config
+
+    port = 9880 if args.port is None else args.port
+    sessions_cfg, venue_toml = write_serve_config(
+        args.write_config, symbol_from_path(args.lobster), port
+    )
+    print(f"fixgw serve --sessions {sessions_cfg} --venue {venue_toml}")
     return 0
 
 
@@ -151,6 +188,7 @@ def _serve(args: argparse.Namespace) -> int:
     sessions = load_session_settings(args.sessions)
     venue = load_venue_config(args.venue) if args.venue else default_venue_config()
     audit_path = args.db or _default_audit_path(venue if args.venue else None, sessions)
+    audit_path.parent.mkdir(parents=True, exist_ok=True)
     asyncio.run(_serve_until_signal(sessions, venue, audit_path, args.app))
     return 0
 

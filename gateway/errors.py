@@ -8,6 +8,7 @@ and for impossible states. A rejected order or message is an outcome, returned a
     FixError                      base of every gateway exception
     ├── ConfigError               a configuration file or value is invalid (also a ValueError)
     │   └── SettingsError         a QuickFIX-format session settings file is invalid
+    ├── ApplianceError            the appliance cannot start as configured
     └── CodecError                bytes could not be decoded or encoded as FIX
         ├── MessageTooLargeError  a peer declared a BodyLength (9) above the configured limit
         ├── GarbledMessageError   bytes given as one whole message are not one valid message
@@ -23,6 +24,10 @@ from __future__ import annotations
 
 class FixError(Exception):
     """Base class of every exception the gateway raises."""
+
+
+class ApplianceError(FixError):
+    """The appliance cannot start: a port or the audit trail is unavailable."""
 
 
 class ConfigError(FixError, ValueError):

@@ -43,7 +43,7 @@ def execution_report(event: ExecutionEvent, begin_string: str, transact_time: st
         (tags.ORDER_ID, event.order_id or _UNKNOWN_ORDER_ID),
         (tags.CL_ORD_ID, event.cl_ord_id),
     ]
-    if event.orig_cl_ord_id:
+    if event.orig_cl_ord_id and begin_string != "FIX.4.0":
         body.append((tags.ORIG_CL_ORD_ID, event.orig_cl_ord_id))
     body.append((tags.EXEC_ID, event.exec_id))
 
@@ -80,7 +80,9 @@ def execution_report(event: ExecutionEvent, begin_string: str, transact_time: st
         (tags.TRANSACT_TIME, transact_time),
     ]
     if event.ord_rej_reason is not None:
-        body.append((tags.ORD_REJ_REASON, event.ord_rej_reason.value))
+        body.append(
+            (tags.ORD_REJ_REASON, _defined_reason(_ORD_REJ_REASONS, begin_string, event.ord_rej_reason.value))
+        )
     if event.text:
         body.append((tags.TEXT, event.text))
     return body
@@ -114,7 +116,42 @@ def _legacy_exec_type(event: ExecutionEvent) -> str:
     return event.exec_type.value
 
 
-def order_cancel_reject(event: CancelReject, transact_time: str) -> list[Field]:
+# Reason codes each version defines, from the field definitions of the FIX specifications.
+# A validating counterparty rejects a value its version does not define, so a newer
+# reason falls back to Other (99) or, before FIX 4.4 defined 99, to the reason that
+# leaves the explanation to Text (58). FIXT.1.1 sessions use the FIX 5.0 set, which
+# FIX 5.0 SP1 and SP2 only extend.
+_ORD_REJ_REASONS: dict[str, tuple[frozenset[str], str | None]] = {
+    "FIX.4.0": (frozenset("0 1 2 3 4".split()), "0"),
+    "FIX.4.1": (frozenset("0 1 2 3 4 5 6".split()), "0"),
+    "FIX.4.2": (frozenset("0 1 2 3 4 5 6 7 8".split()), "0"),
+    "FIX.4.3": (frozenset("0 1 2 3 4 5 6 7 8 9 10 11 12".split()), "0"),
+    "FIX.4.4": (frozenset("0 1 2 3 4 5 6 7 8 9 10 11 13 14 15 99".split()), "99"),
+    "FIXT.1.1": (frozenset("0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 18 99".split()), "99"),
+}
+_CXL_REJ_REASONS: dict[str, tuple[frozenset[str], str | None]] = {
+    # FIX 4.0 and 4.1 define only 0 (too late to cancel) and 1 (unknown order), and the
+    # field is optional there, so any other reason is left out.
+    "FIX.4.0": (frozenset("0 1".split()), None),
+    "FIX.4.1": (frozenset("0 1".split()), None),
+    "FIX.4.2": (frozenset("0 1 2 3".split()), "2"),
+    "FIX.4.3": (frozenset("0 1 2 3 4 5 6".split()), "2"),
+    "FIX.4.4": (frozenset("0 1 2 3 4 5 6 99".split()), "99"),
+    "FIXT.1.1": (frozenset("0 1 2 3 4 5 6 18 99".split()), "99"),
+}
+
+
+def _defined_reason(
+    table: dict[str, tuple[frozenset[str], str | None]], begin_string: str, value: str
+) -> str | None:
+    """Return ``value`` if ``begin_string`` defines it, else that version's fallback."""
+    defined, fallback = table.get(begin_string, table["FIXT.1.1"])
+    return value if value in defined else fallback
+
+
+def order_cancel_reject(
+    event: CancelReject, transact_time: str, begin_string: str = "FIX.4.4"
+) -> list[Field]:
     """Return the body of the OrderCancelReject (9) for ``event``.
 
     OrderID (37) and OrdStatus (39) are required even when the order is unknown, so an
@@ -123,12 +160,19 @@ def order_cancel_reject(event: CancelReject, transact_time: str) -> list[Field]:
     body: list[Field] = [
         (tags.ORDER_ID, event.order_id or _UNKNOWN_ORDER_ID),
         (tags.CL_ORD_ID, event.cl_ord_id),
-        (tags.ORIG_CL_ORD_ID, event.orig_cl_ord_id),
-        (tags.ORD_STATUS, event.ord_status.value if event.ord_status else "8"),
-        (tags.CXL_REJ_RESPONSE_TO, event.response_to.value),
-        (tags.CXL_REJ_REASON, event.reason.value),
-        (tags.TRANSACT_TIME, transact_time),
     ]
+    # FIX 4.0 has no OrigClOrdID (41) here, and FIX 4.0 and 4.1 have neither
+    # CxlRejResponseTo (434) nor TransactTime (60).
+    if begin_string != "FIX.4.0":
+        body.append((tags.ORIG_CL_ORD_ID, event.orig_cl_ord_id))
+    body.append((tags.ORD_STATUS, event.ord_status.value if event.ord_status else "8"))
+    if begin_string not in ("FIX.4.0", "FIX.4.1"):
+        body.append((tags.CXL_REJ_RESPONSE_TO, event.response_to.value))
+    reason = _defined_reason(_CXL_REJ_REASONS, begin_string, event.reason.value)
+    if reason is not None:
+        body.append((tags.CXL_REJ_REASON, reason))
+    if begin_string not in ("FIX.4.0", "FIX.4.1"):
+        body.append((tags.TRANSACT_TIME, transact_time))
     if event.text:
         body.append((tags.TEXT, event.text))
     return body

@@ -118,8 +118,53 @@ def run_audit(args: argparse.Namespace) -> int:
     """Run the ``fixgw audit`` subcommand in ``args``; return the exit status."""
     if not args.db.is_file():
         raise ValueError(f"--db {str(args.db)!r} is not a file; pass the audit database path")
+    _check_arguments(args)
     handler = _HANDLERS[args.audit_command]
     return handler(args)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Reject options that would silently select nothing, naming the value and the fix."""
+    start_us, end_us = getattr(args, "start_us", None), getattr(args, "end_us", None)
+    if start_us is not None and end_us is not None and start_us >= end_us:
+        raise ValueError(
+            f"--from {start_us} µs is not before --to {end_us} µs; swap them or widen the window"
+        )
+    day = getattr(args, "day", None)
+    if day is not None:
+        try:
+            datetime.date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"--day {day!r} is not a valid date; use YYYY-MM-DD") from None
+    control = getattr(args, "control", None)
+    if control is not None and not control.upper().startswith("RISK_"):
+        # Reason codes are stored as RISK_<CONTROL>; accept the bare control name too.
+        args.control = "RISK_" + control.upper()
+    session = getattr(args, "session", None)
+    if session is not None and ":" not in session:
+        args.session = _session_id_for_comp_id(args.db, session)
+
+
+def _session_id_for_comp_id(db: Path, comp_id: str) -> str:
+    """Expand a broker CompID to the one FIX session ID whose TargetCompID it is."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        session_ids = [
+            row[0] for row in conn.execute("SELECT DISTINCT session_id FROM messages")
+            if row[0].endswith("->" + comp_id)
+        ]
+    if len(session_ids) == 1:
+        return session_ids[0]
+    if not session_ids:
+        raise ValueError(
+            f"--session {comp_id!r} matches no session in {db}; pass a session ID such as "
+            f"FIX.4.4:FIXGW->{comp_id}"
+        )
+    raise ValueError(
+        f"--session {comp_id!r} matches several sessions ({', '.join(sorted(session_ids))}); "
+        "pass one of them"
+    )
 
 
 def _print_report(args: argparse.Namespace, build: Callable[[], Any]) -> int:

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from surveillance.audit import AuditTrail
+from surveillance.audit_queries import format_price
 from surveillance.risk import InstrumentConfig
 
 __all__ = ["CONFIG_ACTOR", "record_instrument_limits"]
@@ -27,8 +28,9 @@ def record_instrument_limits(
 ) -> int:
     """Record each configured limit that differs from the last recorded value; return how many.
 
-    Values are recorded as text in engine units (prices in integer price units), None
-    when a setting is unset.
+    Values are recorded as text a compliance officer reads directly: prices and notional
+    in currency units (``0.01``, ``223.82``), quantities and percentages as configured,
+    None when a setting is unset.
     """
     recorded = audit.load_settings()
     changes = 0
@@ -37,7 +39,7 @@ def record_instrument_limits(
             if field.name == "symbol":
                 continue
             value = getattr(config, field.name)
-            new_value = None if value is None else str(value)
+            new_value = _format_setting(field.name, value)
             key = (config.symbol, field.name)
             if key in recorded and recorded[key] == new_value:
                 continue
@@ -49,3 +51,15 @@ def record_instrument_limits(
             )
             changes += 1
     return changes
+
+
+# InstrumentConfig fields held in integer price units (see engine.orders.PRICE_SCALE).
+_PRICE_FIELDS = frozenset({"tick_size", "reference_price", "max_notional"})
+
+
+def _format_setting(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if name in _PRICE_FIELDS and isinstance(value, int):
+        return format_price(value)
+    return str(value)

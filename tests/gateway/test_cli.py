@@ -127,3 +127,54 @@ def test_example_config_loads() -> None:
 
     assert load_session_settings(root / "config" / "sessions.cfg")
     assert load_venue_config(root / "config" / "venue.toml").instruments
+
+
+def test_serve_second_process_same_db_rejected(tmp_path: Path) -> None:
+    process, _, db = _start_serve(tmp_path)
+    try:
+        other_cfg = tmp_path / "other.cfg"
+        other_cfg.write_text(SESSIONS_CFG)
+        result = subprocess.run(
+            _fixgw("serve", "--sessions", str(other_cfg), "--db", str(db)),
+            capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode == 2
+        assert "in use by another fixgw process" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        _finish(process)
+
+
+def test_serve_port_in_use_names_setting(tmp_path: Path) -> None:
+    process, port, _ = _start_serve(tmp_path)
+    try:
+        cfg = tmp_path / "clash.cfg"
+        cfg.write_text(SESSIONS_CFG.replace("SocketAcceptPort=0", f"SocketAcceptPort={port}"))
+        result = subprocess.run(
+            _fixgw("serve", "--sessions", str(cfg), "--db", str(tmp_path / "other.sqlite")),
+            capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode == 2
+        assert "SocketAcceptPort" in result.stderr
+        assert str(port) in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        _finish(process)
+
+
+def test_serve_creates_audit_db_folder(tmp_path: Path) -> None:
+    cfg = tmp_path / "sessions.cfg"
+    cfg.write_text(SESSIONS_CFG)
+    db = tmp_path / "var" / "new" / "audit.sqlite"
+    process = subprocess.Popen(
+        _fixgw("serve", "--sessions", str(cfg), "--db", str(db)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "listening on port" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert db.is_file()
+    finally:
+        _finish(process)

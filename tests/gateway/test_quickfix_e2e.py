@@ -214,3 +214,15 @@ def test_quickfix_cancel_of_unknown_order_rejected(venue_and_brokers) -> None:
     assert reject[41] == "NO-SUCH"
     assert reject[434] == "1"
     assert reject[102] == "1"
+
+
+@pytest.mark.parametrize(("broker", "begin_string", "reason"), [("BRK1", "FIX.4.4", "99"), ("BRK2", "FIX.4.2", "0")])
+def test_quickfix_accepts_tick_size_reject(venue_and_brokers, broker, begin_string, reason) -> None:
+    _, receiver = venue_and_brokers
+    order = _new_order(begin_string, f"T-{broker}", "1", 10, "223.825")
+    quickfix.Session.sendToTarget(order, receiver.session_ids[broker])
+    ((sender, report),) = _receive(receiver, 1)
+    assert sender == broker
+    assert report[39] == "8"
+    assert report[103] == reason
+    assert "tick size" in report[58]
