@@ -151,6 +151,9 @@ def _replay(args: argparse.Namespace) -> int:
     for option, path in (("--lobster", args.lobster), ("--orderbook", args.orderbook)):
         if path is not None and not path.is_file():
             raise ValueError(f"{option} {str(path)!r} is not a file")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit} must be at least 1, or left out to replay every event")
+    _check_lobster_pair(args.lobster, args.orderbook)
     if (args.host is None) != (args.port is None):
         raise ValueError("--host and --port go together: give both to replay against a running venue")
     summary = asyncio.run(run_replay(
@@ -173,6 +176,26 @@ def _write_replay_config(args: argparse.Namespace) -> int:
     )
     print(f"fixgw serve --sessions {sessions_cfg} --venue {venue_toml}")
     return 0
+
+
+def _check_lobster_pair(message_csv: Path, orderbook_csv: Path | None) -> None:
+    """Reject a message file and an order-book file of different days or symbols.
+
+    LOBSTER names both files SYMBOL_DATE_START_END_message_LEVEL.csv and
+    SYMBOL_DATE_START_END_orderbook_LEVEL.csv.
+    """
+    if orderbook_csv is None:
+        return
+    message_stem = message_csv.name.replace("_message_", "_")
+    orderbook_stem = orderbook_csv.name.replace("_orderbook_", "_")
+    if "_message_" in message_csv.name and "_orderbook_" in orderbook_csv.name and (
+        message_stem != orderbook_stem
+    ):
+        raise ValueError(
+            f"--lobster {message_csv.name!r} and --orderbook {orderbook_csv.name!r} are not "
+            "the same symbol, day and level; pass the order-book file that belongs to the "
+            "message file"
+        )
 
 
 def _audit(args: argparse.Namespace) -> int:

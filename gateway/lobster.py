@@ -164,6 +164,12 @@ def _parse_message(row: list[str], path: Path, line: int) -> LobsterMessage:
             f"{path.name} line {line}: expected {_MESSAGE_COLUMNS} columns "
             f"(time, type, order id, size, price, direction), found {len(row)}: {row!r}"
         )
+    if len(row) > _MESSAGE_COLUMNS and len(row) % 4 == 0:
+        raise LobsterFormatError(
+            f"{path.name} line {line}: found {len(row)} columns, the shape of an order-book "
+            f"file; a message file has {_MESSAGE_COLUMNS} (time, type, order id, size, price, "
+            "direction). Pass the message file as --lobster and the order-book file as --orderbook"
+        )
     try:
         time_ns = int(Decimal(row[0]) * _NANOS_PER_SECOND)
         event_type = EventType(int(row[1]))

@@ -511,7 +511,10 @@ class Session:
         if self.state is SessionState.LOGOUT_SENT:
             self.disconnect("Logout confirmed by the peer")
         else:
-            logger.info("%s: Logout from the peer: %s", self.session_id, message.get_str(tags.TEXT))
+            logger.info(
+                "%s: Logout from the peer%s", self.session_id,
+                f": {message.get_str(tags.TEXT)}" if tags.TEXT in message else "",
+            )
             self.send_logout()
             self.disconnect("peer logged out")
         if self.settings.reset_on_logout:
