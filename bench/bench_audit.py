@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import pickle
 import platform
 import resource
 import socket
@@ -121,31 +122,32 @@ def bench_writer(folder: Path) -> tuple[float, float]:
 
 
 def bench_commit_only(folder: Path) -> float:
-    """Return the best rows per second of BatchWriter.commit alone, as the writer process
-    runs it: building, hashing and inserting rows, without the event loop or the pipe."""
-    from surveillance.audit_writer import Batch, BatchWriter
+    """Return the best rows per second of the writer process's work alone: unpickling
+    each batch and BatchWriter.commit (building, hashing and inserting rows), without
+    the event loop or the pipe."""
+    from surveillance.audit_rows import command_record, event_record
+    from surveillance.audit_writer import Batch, BatchWriter, dumps_batch
 
     rows = [_order_rows(index) for index in range(1, WRITER_ORDERS + 1)]
+    payloads = []
+    for start in range(0, WRITER_ORDERS, 500):
+        tables = Batch().tables
+        for index in range(start, start + 500):
+            inbound, order, event, outbound = rows[index]
+            tables["messages"].append((3 * index + 1, 1, SESSION, "in", "D", index, order.cl_ord_id, None, 0, inbound))
+            tables["decisions"].append((index + 1, 1, None, SESSION, order.cl_ord_id, "RISK_ALL", 1, "ACCEPTED", "", "", ""))
+            tables["commands"].append(command_record(index + 1, 1, order))
+            tables["events"] += [event_record(2 * index + n, 1, index + 1, event) for n in (1, 2)]
+            tables["messages"] += [(3 * index + n, 1, SESSION, "out", "8", index, order.cl_ord_id, "O", 0, outbound) for n in (2, 3)]
+        payloads.append(dumps_batch(tables, {}))
     best = 0.0
     for round_no in range(ROUNDS):
         writer = BatchWriter(str(folder / f"commit-{round_no}.sqlite"), AuditTrail.now_us)
         writer.open()
-        batches = []
-        for start in range(0, WRITER_ORDERS, 500):
-            batch = Batch()
-            for index in range(start, start + 500):
-                inbound, order, event, outbound = rows[index]
-                tables = batch.tables
-                tables["messages"].append((3 * index + 1, 1, SESSION, "in", "D", index, order.cl_ord_id, None, 0, inbound))
-                tables["decisions"].append((index + 1, 1, None, SESSION, order.cl_ord_id, "RISK_ALL", 1, "ACCEPTED", "", "", ""))
-                tables["commands"].append((index + 1, 1, order))
-                tables["events"] += [(2 * index + 1, 1, index + 1, event), (2 * index + 2, 1, index + 1, event)]
-                tables["messages"] += [(3 * index + n, 1, SESSION, "out", "8", index, order.cl_ord_id, "O", 0, outbound) for n in (2, 3)]
-                batch.rows += 7
-            batches.append(batch)
         started = time.perf_counter()
-        for batch in batches:
-            writer.commit(batch)
+        for payload in payloads:
+            tables, sessions = pickle.loads(payload)
+            writer.commit(Batch(tables=tables, sessions=sessions))
         best = max(best, WRITER_ORDERS * 7 / (time.perf_counter() - started))
         writer.close()
     return best

@@ -43,6 +43,7 @@ import random
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -132,7 +133,7 @@ def generate(name: str, count: int, spread_ticks: int, cancel_share: float, repl
             op = ("new", next_oid, buy, MID_PRICE + rng.randint(-spread_ticks, spread_ticks), rng.randint(1, 100))
             order_qty[next_oid] = op[4]
             is_buy_of[next_oid] = buy
-        events = engine.process(fixgw_command(op, is_buy_of))
+        events = engine.process(fixgw_command(op, len(ops), is_buy_of))
         traded = _apply(op, events, live)
         fills += traded
         ops.append(op)
@@ -156,7 +157,7 @@ def _apply(op: Op, events: list[Any], live: dict[int, tuple[bool, int, int]]) ->
         if isinstance(event, Trade):
             trades += 1
         elif isinstance(event, ExecutionEvent):
-            oid = int(event.cl_ord_id)
+            oid = int(event.cl_ord_id.partition("-")[0])
             if event.leaves_qty and event.exec_type is not ExecType.REJECTED:
                 live[oid] = (event.side is Side.BUY, event.price, event.order_qty)
             else:
@@ -164,16 +165,23 @@ def _apply(op: Op, events: list[Any], live: dict[int, tuple[bool, int, int]]) ->
     return trades
 
 
-def fixgw_command(op: Op, is_buy: dict[int, bool]) -> Any:
-    """Return the engine command for ``op``. ClOrdID is the order id, kept across replaces."""
+def fixgw_command(op: Op, index: int, is_buy: dict[int, bool]) -> Any:
+    """Return the engine command for ``op``, the ``index``-th operation of the workload.
+
+    A new order's ClOrdID (11) is its order id. A cancel or replace needs a ClOrdID that
+    no live order holds, so it sends "<order id>-<index>", and names the order by its
+    first ClOrdID, which stays valid across replaces.
+    """
     kind, oid = op[0], op[1]
     side = Side.BUY if is_buy[oid] else Side.SELL
     session = BUY_SESSION if side is Side.BUY else SELL_SESSION
     if kind == "new":
         return NewOrder(session, str(oid), SYMBOL, side, OrdType.LIMIT, op[4], op[3])
     if kind == "cancel":
-        return CancelOrder(session, str(oid), str(oid), SYMBOL, side)
-    return ReplaceOrder(session, str(oid), str(oid), SYMBOL, side, OrdType.LIMIT, op[3], op[2])
+        return CancelOrder(session, f"{oid}-{index}", str(oid), SYMBOL, side)
+    return ReplaceOrder(
+        session, f"{oid}-{index}", str(oid), SYMBOL, side, OrdType.LIMIT, op[3], op[2]
+    )
 
 
 # Books under test: each returns a fresh book's list of calls for a workload.
@@ -182,7 +190,10 @@ def fixgw_command(op: Op, is_buy: dict[int, bool]) -> Any:
 def prepare_fixgw(workload: Workload) -> list[Call]:
     engine = fixgw_engine()
     process = engine.process
-    return [(process, (fixgw_command(op, workload.is_buy),)) for op in workload.ops]
+    return [
+        (process, (fixgw_command(op, index, workload.is_buy),))
+        for index, op in enumerate(workload.ops)
+    ]
 
 
 def prepare_lightmatchingengine(workload: Workload) -> list[Call]:
@@ -453,6 +464,84 @@ def _percentile(sorted_values: list[int], pct: float) -> float:
     return float(sorted_values[index])
 
 
+# The floor the event contract sets.
+
+FLOOR_STEPS = {
+    # step: (statement, what it stands for); setup in _floor_namespace.
+    "Order object": (
+        "Order(order_id, num, session_id, cl_ord_id, symbol, side, ord_type, tif, price, qty, '')",
+        "one per accepted order",
+    ),
+    "ID string": ("f'{prefix}{num}'", "OrderID and ExecID per order; 2 ExecIDs and a TradeID per fill"),
+    "ExecutionEvent": (
+        "new_tuple(ExecutionEvent, (exec_id, exec_type, status, order_id, session_id, cl_ord_id,"
+        " None, symbol, side, ord_type, tif, price, qty, 0, qty, 0, 0, 0, None, None, '', None,"
+        " 0, 0, False, None, None))",
+        "NEW per order, 2 TRADE per fill",
+    ),
+    "Trade": (
+        "new_tuple(Trade, (exec_id, symbol, price, qty, side, order_id, session_id, order_id,"
+        " session_id, False))",
+        "one per fill",
+    ),
+    "call with dispatch": ("process(command)", "process() finding the handler and calling it"),
+}
+
+
+def _floor_namespace() -> dict[str, Any]:
+    from engine.book import Order
+    from engine.orders import OrdStatus, TimeInForce
+
+    handlers = {NewOrder: lambda command: None}
+
+    def process(command: Any) -> Any:
+        return handlers[type(command)](command)
+
+    return {
+        "Order": Order, "ExecutionEvent": ExecutionEvent, "Trade": Trade,
+        "new_tuple": tuple.__new__, "process": process,
+        "command": NewOrder(BUY_SESSION, "1", SYMBOL, Side.BUY, OrdType.LIMIT, 10, MID_PRICE),
+        "order_id": "O123456", "num": 123456, "session_id": BUY_SESSION, "cl_ord_id": "123456",
+        "symbol": SYMBOL, "side": Side.BUY, "ord_type": OrdType.LIMIT, "tif": TimeInForce.DAY,
+        "price": MID_PRICE, "qty": 10, "prefix": "E", "exec_id": "E1234567",
+        "exec_type": ExecType.NEW, "status": OrdStatus.NEW,
+    }
+
+
+def measure_floor(workloads: list[Workload]) -> None:
+    """Print what the event contract alone costs per operation, with timeit (best of 5).
+
+    An accepted order needs an Order, its OrderID, a NEW ExecutionEvent and its ExecID;
+    a fill needs two TRADE ExecutionEvents, their ExecIDs, a Trade and its TradeID; and
+    every command goes through process(). Matching, validation and book updates come on
+    top, so the result is a lower bound for any engine that keeps this contract.
+    """
+    namespace = _floor_namespace()
+    number = 200_000
+    cost_us = {
+        step: min(timeit.repeat(statement, globals=namespace, number=number, repeat=5)) / number * 1e6
+        for step, (statement, _) in FLOOR_STEPS.items()
+    }
+    print("\n## floor set by the event contract (timeit, best of 5)")
+    for step, (_, use) in FLOOR_STEPS.items():
+        print(f"{step:20} {cost_us[step]:6.3f} µs  {use}")
+    per_order = cost_us["Order object"] + 2 * cost_us["ID string"] + cost_us["ExecutionEvent"]
+    per_fill = 3 * cost_us["ID string"] + 2 * cost_us["ExecutionEvent"] + cost_us["Trade"]
+    print(f"{'accepted order':20} {per_order:6.3f} µs\n{'fill':20} {per_fill:6.3f} µs")
+    for workload in workloads:
+        orders = workload.kinds.count("add") + workload.kinds.count("match")
+        other = len(workload.ops) - orders
+        total_us = (
+            len(workload.ops) * cost_us["call with dispatch"]
+            + orders * per_order
+            + workload.fills * per_fill
+            # A cancel or replace reports one ExecutionEvent with its ExecID.
+            + other * (cost_us["ExecutionEvent"] + cost_us["ID string"])
+        )
+        per_op = total_us / len(workload.ops)
+        print(f"workload {workload.name}: floor {per_op:.3f} µs per operation, at most {1e6 / per_op:,.0f} ops/s")
+
+
 # Reporting.
 
 
@@ -497,6 +586,7 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=DEFAULT_OPS, help="operations per workload")
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="timed runs per book, best reported")
     parser.add_argument("--workload", choices=("limit", "mix", "wide"), action="append", help="run only these workloads")
+    parser.add_argument("--floor", action="store_true", help="also time what the event contract costs per operation")
     args = parser.parse_args()
 
     print(f"python {platform.python_version()} on {platform.machine()}; --ops {args.ops} --repeat {args.repeat}")
@@ -506,9 +596,11 @@ def main() -> None:
         "mix": (50, 0.30, 0.10),
         "wide": (1000, 0.0, 0.0),
     }
+    workloads = []
     for name in args.workload or list(specs):
         spread, cancels, replaces = specs[name]
         workload = generate(name, args.ops, spread, cancels, replaces)
+        workloads.append(workload)
         _OUTPUT_NOTES.clear()
         throughput = measure_throughput(books, workload, args.repeat)
         results = [
@@ -518,6 +610,8 @@ def main() -> None:
         print_results(results, workload)
         for name, note in _OUTPUT_NOTES.items():
             print(f"note: {name}: {note}")
+    if args.floor:
+        measure_floor(workloads)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ A level keeps its orders in an ``OrderedDict`` used as an ordered set: arrival o
 time priority, and appending, cancelling, taking the oldest order and moving an iceberg
 to the back are all O(1).
 
+A plain dict would be about 20 ns cheaper per insert and delete on CPython 3.11, but it is
+not O(1) here: deleting from the front leaves dead entries that ``next(iter(d))`` skips
+one by one until the dict is resized, so draining a deep level would cost quadratic time.
+
 The book stores orders and answers queries; the engine matches and builds the events,
 and tests call :meth:`OrderBook.check` after every command.
 """

@@ -38,7 +38,7 @@ from __future__ import annotations
 import heapq
 import logging
 from bisect import insort
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from engine.auction import uncross_price
@@ -132,10 +132,10 @@ class MatchingEngine:
         self._books: dict[str, OrderBook] = {}
         # Every order received, finished ones included, by OrderID (37).
         self._orders: dict[str, Order] = {}
-        # (session_id, ClOrdID) -> the latest order that used that ClOrdID.
-        self._by_cl_ord_id: dict[tuple[str, str], Order] = {}
-        # session_id -> the session's live orders (resting or waiting stops), as a set.
-        self._live: dict[str, dict[Order, None]] = {}
+        # session_id -> ClOrdID -> the latest order of the session that used that ClOrdID.
+        # Nested dicts, because a (session_id, ClOrdID) tuple key costs an allocation that
+        # the garbage collector then tracks, on every order.
+        self._by_cl_ord_id: dict[str, dict[str, Order]] = {}
         self._firms = firm_by_session(firms)
 
         self._order_prefix = f"{id_prefix}O"
@@ -228,46 +228,57 @@ class MatchingEngine:
 
     def _on_new_order(self, command: NewOrder) -> list[Event]:
         book = self._books.get(command.symbol)
-        cl_ord_id_key = (command.session_id, command.cl_ord_id)
-        holder = self._by_cl_ord_id.get(cl_ord_id_key)
+        session_id, cl_ord_id = command.session_id, command.cl_ord_id
+        cl_ord_ids = self._by_cl_ord_id.get(session_id)
+        # A ClOrdID (11) used before, by a live order or a finished one, takes the full
+        # checks, which tell the two apart.
         if (
             book is None
-            or (holder is not None and holder.ord_status in LIVE_STATUSES)
+            or cl_ord_ids is None
+            or cl_ord_id in cl_ord_ids
             or not is_plain_limit(command, book)
         ):
             return self._on_new_order_checked(command, book)
 
         # The common case, a plain limit order in continuous trading, passed every check.
-        # Opening it and building its NEW report inline saves two calls per order.
+        # Opening it, building its NEW report and resting it inline saves several calls.
         self._order_count = num = self._order_count + 1
         order_id = f"{self._order_prefix}{num}"
-        session_id, cl_ord_id, symbol = cl_ord_id_key[0], cl_ord_id_key[1], command.symbol
-        side, tif, price, qty = command.side, command.time_in_force, command.price, command.order_qty
+        symbol, side, tif = command.symbol, command.side, command.time_in_force
+        price, qty = command.price, command.order_qty
         order = Order(
             order_id, num, session_id, cl_ord_id, symbol, side, _LIMIT, tif, price, qty,
             command.account,
         )
         self._orders[order_id] = order
-        if self._firms:
-            self._assign_firm(order)
-        self._by_cl_ord_id[cl_ord_id_key] = order
+        cl_ord_ids[cl_ord_id] = order
+        firm = self._firms.get(session_id)
+        if firm is not None:
+            order.firm = firm
+            if firm.self_match_prevention is not _SMP_NONE:
+                order.self_match = firm.self_match_prevention
         self._exec_count = exec_count = self._exec_count + 1
         events: list[Event] = [_new_tuple(ExecutionEvent, (
             f"{self._exec_prefix}{exec_count}", _EXEC_NEW, _NEW, order_id, session_id,
             cl_ord_id, None, symbol, side, _LIMIT, tif, price, qty, 0, qty, 0, 0, 0, None,
             None, "", None, 0, 0, False, None, None,
         ))]
-        if side is _BUY:
-            keys = book.asks.keys
-            crosses = keys and -keys[-1] <= price
-        else:
-            keys = book.bids.keys
-            crosses = keys and keys[-1] >= price
-        tif = order.time_in_force
-        if crosses or not (tif is _DAY or tif is _GTC):
+
+        if not (tif is _DAY or tif is _GTC):
             self._execute(order, book, events)
         else:
-            self._rest(order, book)
+            if side is _BUY:
+                keys = book.asks.keys
+                crosses = keys and -keys[-1] <= price
+            else:
+                keys = book.bids.keys
+                crosses = keys and keys[-1] >= price
+            if not crosses:
+                self._rest(order, book)
+            elif self._match(order, book, events):
+                events.append(self._cancel_remainder(order, _SELF_MATCH_INCOMING_TEXT))
+            elif order.leaves_qty:
+                self._rest(order, book)
         if book.stops:
             self._run_stops(book, events)
         return events
@@ -297,7 +308,7 @@ class MatchingEngine:
         self, command: NewOrder, book: OrderBook | None
     ) -> tuple[OrdRejReason, str] | None:
         """Return (OrdRejReason (103), text) if the order cannot be accepted, else None."""
-        holder = self._by_cl_ord_id.get((command.session_id, command.cl_ord_id))
+        holder = self._cl_ord_id_holder(command.session_id, command.cl_ord_id)
         if holder is not None and holder.ord_status in LIVE_STATUSES:
             return OrdRejReason.DUPLICATE_ORDER, (
                 f"ClOrdID (11) {command.cl_ord_id!r} is already used by live order "
@@ -396,7 +407,6 @@ class MatchingEngine:
             return False
 
         levels = opposite.levels
-        live = self._live
         append = events.append
         self_match = order.self_match
         exec_prefix = self._exec_prefix
@@ -409,6 +419,10 @@ class MatchingEngine:
         post_only, expire_time_us, expire_date = order.post_only, order.expire_time_us, order.expire_date
         cum_qty, cum_notional = order.cum_qty, order.cum_notional
         leaves = order.leaves_qty
+        firm = order.firm
+        # The counters stay in locals during the loop and are stored back before any
+        # call that numbers events itself, and at the end.
+        exec_count, trade_count = self._exec_count, self._trade_count
         price = take = traded_px = 0
         while keys:
             key = keys[-1]
@@ -419,9 +433,10 @@ class MatchingEngine:
             price = level.price
             while orders:
                 resting = next(iter(orders))
-                if self_match is not None and resting.firm is order.firm:
+                if self_match is not None and resting.firm is firm:
                     order.leaves_qty = leaves
                     order.cum_qty, order.cum_notional = cum_qty, cum_notional
+                    self._exec_count, self._trade_count = exec_count, trade_count
                     if self._prevent_self_match(self_match, resting, level, events):
                         if not orders:
                             opposite.drop_level(key)
@@ -429,6 +444,7 @@ class MatchingEngine:
                             book.last_px = traded_px
                             book.last_qty = take
                         return True
+                    exec_count = self._exec_count
                     continue
                 take = resting.visible_qty
                 if take > leaves:
@@ -451,11 +467,10 @@ class MatchingEngine:
                 else:
                     resting.ord_status = _FILLED
                     orders.popitem(last=False)
-                    del live[resting.session_id][resting]
 
-                self._trade_count += 1
-                trade_id = f"{trade_prefix}{self._trade_count}"
-                exec_count = self._exec_count = self._exec_count + 2
+                trade_count += 1
+                trade_id = f"{trade_prefix}{trade_count}"
+                exec_count += 2
                 resting_id = resting.order_id
                 resting_session_id = resting.session_id
                 append(_new_tuple(ExecutionEvent, (
@@ -485,6 +500,7 @@ class MatchingEngine:
             if not leaves:
                 break
 
+        self._exec_count, self._trade_count = exec_count, trade_count
         order.leaves_qty = leaves
         order.cum_qty, order.cum_notional = cum_qty, cum_notional
         if leaves == 0:
@@ -507,7 +523,6 @@ class MatchingEngine:
             level.orders.popitem(last=False)
             level.total_qty -= resting.visible_qty
             level.leaves_qty -= resting.leaves_qty
-            del self._live[resting.session_id][resting]
             events.append(self._cancel_remainder(resting, _SELF_MATCH_RESTING_TEXT))
         return mode is not _CANCEL_RESTING
 
@@ -526,7 +541,6 @@ class MatchingEngine:
         self._seq += 1
         order.seq = self._seq
         book.stops[order.num] = order
-        self._add_live(order)
 
     def _run_stops(self, book: OrderBook, events: list[Event]) -> None:
         """Trigger every stop the last trade price reached, in arrival order, until none is left.
@@ -546,7 +560,6 @@ class MatchingEngine:
             triggered.sort(key=_arrival)
             for order in triggered:
                 del book.stops[order.num]
-                del self._live[order.session_id][order]
                 order.triggered = True
                 events.append(self._execution(order, ExecType.TRIGGERED))
                 self._execute(order, book, events)
@@ -658,7 +671,7 @@ class MatchingEngine:
                 command, response_to, order, CxlRejReason.TOO_LATE_TO_CANCEL, text
             )
 
-        holder = self._by_cl_ord_id.get((command.session_id, command.cl_ord_id))
+        holder = self._cl_ord_id_holder(command.session_id, command.cl_ord_id)
         if holder is not None and holder.ord_status in LIVE_STATUSES:
             text = (
                 f"ClOrdID (11) {command.cl_ord_id!r} is already used by live order "
@@ -718,15 +731,17 @@ class MatchingEngine:
         return [self._execution(order, ExecType.ORDER_STATUS)]
 
     def _on_mass_cancel(self, command: MassCancel) -> list[Event]:
-        live = self._live.get(command.session_id)
-        if not live:
-            return []
+        if command.symbol is None:
+            books: Iterable[OrderBook] = self._books.values()
+        else:
+            book = self._books.get(command.symbol)
+            books = () if book is None else (book,)
+        session_id, side = command.session_id, command.side
         targets = sorted(
             (
                 order
-                for order in live
-                if (command.symbol is None or order.symbol == command.symbol)
-                and (command.side is None or order.side is command.side)
+                for order in self._live_orders(books)
+                if order.session_id == session_id and (side is None or order.side is side)
             ),
             key=_time_priority,
         )
@@ -755,8 +770,7 @@ class MatchingEngine:
             self._closed_date = trade_date
         due = [
             order
-            for live in self._live.values()
-            for order in live
+            for order in self._live_orders(self._books.values())
             if order.time_in_force is TimeInForce.DAY
             or (order.expire_date is not None and order.expire_date <= trade_date)
         ]
@@ -832,14 +846,13 @@ class MatchingEngine:
         del level.orders[order]
         if not level.orders:
             side.drop_level(side.sign * level.price)
-        self._drop_live(order)
 
     # Order state.
 
     def _find(self, session_id: str, cl_ord_id: str, order_id: str | None) -> Order | None:
         """Return the session's order by OrderID (37) if given, else by ClOrdID (11)."""
         if order_id is None:
-            return self._by_cl_ord_id.get((session_id, cl_ord_id))
+            return self._cl_ord_id_holder(session_id, cl_ord_id)
         order = self._orders.get(order_id)
         if order is None or order.session_id != session_id:
             return None
@@ -893,7 +906,15 @@ class MatchingEngine:
             heapq.heappush(self._expiry_heap, (expire_time_us, order.num, order))
 
     def _index_cl_ord_id(self, order: Order) -> None:
-        self._by_cl_ord_id[(order.session_id, order.cl_ord_id)] = order
+        cl_ord_ids = self._by_cl_ord_id.get(order.session_id)
+        if cl_ord_ids is None:
+            cl_ord_ids = self._by_cl_ord_id[order.session_id] = {}
+        cl_ord_ids[order.cl_ord_id] = order
+
+    def _cl_ord_id_holder(self, session_id: str, cl_ord_id: str) -> Order | None:
+        """Return the latest order of the session that used ``cl_ord_id``, or None."""
+        cl_ord_ids = self._by_cl_ord_id.get(session_id)
+        return None if cl_ord_ids is None else cl_ord_ids.get(cl_ord_id)
 
     def _rest(self, order: Order, book: OrderBook) -> None:
         """Rest ``order`` at the back of its level and add it to its session's live orders.
@@ -921,21 +942,17 @@ class MatchingEngine:
         level.orders[order] = None
         level.total_qty += visible_qty
         level.leaves_qty += leaves_qty
-        live = self._live.get(order.session_id)
-        if live is None:
-            live = self._live[order.session_id] = {}
-        live[order] = None
 
-    def _add_live(self, order: Order) -> None:
-        live = self._live.get(order.session_id)
-        if live is None:
-            live = self._live[order.session_id] = {}
-        live[order] = None
+    def _live_orders(self, books: Iterable[OrderBook]) -> Iterator[Order]:
+        """Yield the live orders of ``books``: resting orders, then waiting stop orders.
 
-    def _drop_live(self, order: Order) -> None:
-        live = self._live.get(order.session_id)
-        if live is not None:
-            live.pop(order, None)
+        The engine keeps no index of live orders by session, because keeping it costs
+        two dict updates on every order. Mass cancels and the end of day, which need
+        the live orders, walk the books instead.
+        """
+        for book in books:
+            yield from book.orders()
+            yield from book.stops.values()
 
     def _unrest(self, order: Order, book: OrderBook) -> None:
         """Take a live order out of the book or the stop book, and out of the live index."""
@@ -943,7 +960,6 @@ class MatchingEngine:
             book.side(order.side).remove(order)
         else:
             del book.stops[order.num]
-        del self._live[order.session_id][order]
 
     def _finish(self, order: Order, exec_type: ExecType, ord_status: OrdStatus, text: str) -> ExecutionEvent:
         """End a live order unsolicited (cancel or expiry) and build its event."""
@@ -1002,7 +1018,7 @@ class MatchingEngine:
 
         # A rejected order must not take its ClOrdID (11) away from a live order, so a
         # duplicate can be found by OrderID (37) only.
-        holder = self._by_cl_ord_id.get((command.session_id, command.cl_ord_id))
+        holder = self._cl_ord_id_holder(command.session_id, command.cl_ord_id)
         if holder is None or holder.ord_status not in LIVE_STATUSES:
             self._index_cl_ord_id(order)
 
@@ -1079,35 +1095,16 @@ class MatchingEngine:
             for order in book.stops.values():
                 live_orders[order] = symbol
 
-        live_count = 0
-        for session_id, live in self._live.items():
-            self._check_live_index(session_id, live, live_orders)
-            live_count += len(live)
-        if live_count != len(live_orders):
-            raise EngineInvariantError(
-                f"{len(live_orders)} orders rest in the books but the live index contains {live_count}"
-            )
-
         for order in live_orders:
             self._check_indexed(order)
         self._check_counters()
-
-    def _check_live_index(
-        self, session_id: str, live: dict[Order, None], live_orders: dict[Order, str]
-    ) -> None:
-        for order in live:
-            if order not in live_orders or order.session_id != session_id:
-                raise EngineInvariantError(
-                    f"live index of session {session_id!r} contains {order!r}, which does "
-                    f"not rest in a book under that session"
-                )
 
     def _check_indexed(self, order: Order) -> None:
         if self._orders.get(order.order_id) is not order:
             raise EngineInvariantError(
                 f"resting order {order.order_id} is not indexed by its OrderID (37)"
             )
-        holder = self._by_cl_ord_id.get((order.session_id, order.cl_ord_id))
+        holder = self._cl_ord_id_holder(order.session_id, order.cl_ord_id)
         if holder is not order:
             raise EngineInvariantError(
                 f"ClOrdID (11) {order.cl_ord_id!r} of resting order {order.order_id} "

@@ -34,27 +34,40 @@ A level is treated as one pool, because the engine, not the driver, picks which 
 a price a taker fills. A cancel or deletion reduces the named order first, then the level's
 other orders: orders LOBSTER has already finished, then seed orders, then the newest. So
 the level's total stays right even when a fill went to a different order at that price.
+
+With ``host`` and ``port`` the driver replays against a venue running in another process,
+such as ``fixgw serve`` on the files :func:`write_serve_config` writes, and acts only as
+the three broker sessions. Those sessions reconnect whenever the venue restarts (see
+:mod:`gateway.reconnect`), so each request is processed once even across a crash. The
+venue's books are out of reach there, so no BBO agreement is measured, and fills and
+rejects are counted from the ExecutionReports the sessions receive. The venue must start
+with empty books, because the driver waits for both reports of every trade by checking
+that its own orders have bought as much as they have sold.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import itertools
+import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from sortedcontainers import SortedDict
 
-from engine.orders import PRICE_SCALE, Side, TimeInForce
-from gateway.demo import BrokerSessions, broker_sessions, new_audit_path
+from engine.orders import PRICE_DECIMALS, PRICE_SCALE, Side, TimeInForce
+from gateway.appliance import Appliance
+from gateway.demo import broker_sessions, new_audit_path
 from gateway.initiator import (
     FixInitiator,
+    OrderTracker,
     ReceiveTimeoutError,
     Reply,
     TrackedOrder,
@@ -70,22 +83,27 @@ from gateway.lobster import (
     read_orderbook,
     symbol_from_path,
 )
-from gateway.settings import default_session_settings
+from gateway.reconnect import ReconnectingInitiator
+from gateway.settings import SessionSettings, default_session_settings
 from gateway.summary import ReplayFigures, RunSummary, latency_percentiles_us
 from gateway.venue import VenueConfig, default_venue_config
 from surveillance.risk import InstrumentConfig
 
-__all__ = ["replay_venue_config", "run_replay"]
+__all__ = ["replay_session_settings", "replay_venue_config", "run_replay", "write_serve_config"]
 
 logger = logging.getLogger(__name__)
 
 REPLY_TIMEOUT_S = 10.0
+# Against a remote venue a reply may wait for the venue to restart and rebuild its books.
+REMOTE_REPLY_TIMEOUT_S = 60.0
 # Maker, taker and seed sessions, in the order of the default broker sessions.
 _SESSION_COUNT = 3
 # Limits wide enough for any recorded order: the collar is the widest allowed (100 %).
 _REPLAY_MAX_ORDER_QTY = 10**9
 _REPLAY_MAX_NOTIONAL = 10**12 * PRICE_SCALE
 _REPLAY_COLLAR_PCT = Decimal(100)
+# The audit trail named in the venue file write_serve_config writes; --db overrides it.
+_SERVE_AUDIT_DB = "fixgw-audit.sqlite"
 _SENT_TYPES = frozenset(
     {EventType.NEW, EventType.PARTIAL_CANCEL, EventType.DELETE, EventType.EXECUTE_VISIBLE}
 )
@@ -111,23 +129,96 @@ def replay_venue_config(symbol: str, audit_path: Path) -> VenueConfig:
     )
 
 
+def replay_session_settings(port: int = 0) -> list[SessionSettings]:
+    """Return the venue's side of the replay's maker, taker and seed sessions."""
+    return default_session_settings(port=port)[:_SESSION_COUNT]
+
+
+def write_serve_config(folder: Path, symbol: str, port: int) -> tuple[Path, Path]:
+    """Write ``sessions.cfg`` and ``venue.toml`` into ``folder`` for ``fixgw serve`` to
+    accept a replay of ``symbol``; return their paths.
+
+    The sessions listen on 127.0.0.1 at ``port`` and keep their sequence numbers over
+    restarts (ResetOnLogon=N), which a replay that survives a crash needs. The venue lists
+    ``symbol`` as :func:`replay_venue_config` does, with its audit trail in ``folder``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sessions_cfg = folder / "sessions.cfg"
+    sessions_cfg.write_text(_sessions_cfg_text(replay_session_settings(port)), encoding="utf-8")
+    venue_toml = folder / "venue.toml"
+    venue_toml.write_text(_venue_toml_text(symbol), encoding="utf-8")
+    return sessions_cfg, venue_toml
+
+
+def _sessions_cfg_text(sessions: list[SessionSettings]) -> str:
+    first = sessions[0]
+    lines = [
+        "[DEFAULT]",
+        "ConnectionType=acceptor",
+        f"SenderCompID={first.sender_comp_id}",
+        f"SocketAcceptHost={first.socket_accept_host}",
+        f"SocketAcceptPort={first.socket_accept_port}",
+        f"HeartBtInt={first.heartbeat_interval_s}",
+        "ResetOnLogon=N",
+        "ResetOnLogout=N",
+        "ResetOnDisconnect=N",
+    ]
+    for session in sessions:
+        lines += ["", "[SESSION]", f"BeginString={session.begin_string}",
+                  f"TargetCompID={session.target_comp_id}"]
+    return "\n".join(lines) + "\n"
+
+
+def _venue_toml_text(symbol: str) -> str:
+    instrument = replay_venue_config(symbol, Path(_SERVE_AUDIT_DB)).instruments[0]
+    tick_size = Decimal(instrument.tick_size).scaleb(-PRICE_DECIMALS).normalize()
+    max_notional = Decimal(instrument.max_notional).scaleb(-PRICE_DECIMALS).normalize()
+    return (
+        "# Written by fixgw replay for fixgw serve: one instrument at LOBSTER's price\n"
+        "# resolution, with limits that admit every order of a recorded day.\n"
+        "[venue]\n"
+        'name = "fixgw-replay"\n'
+        f'audit_db = "{_SERVE_AUDIT_DB}"\n\n'
+        "[[instruments]]\n"
+        f"symbol = {_toml_string(symbol)}\n"
+        f'tick_size = "{tick_size:f}"\n'
+        f"max_order_qty = {instrument.max_order_qty}\n"
+        f'max_notional = "{max_notional:f}"\n'
+        f'collar_pct = "{instrument.collar_pct:f}"\n'
+    )
+
+
+def _toml_string(text: str) -> str:
+    # A basic TOML string has JSON's escapes for quotes, backslashes and control characters.
+    return json.dumps(text)
+
+
 async def run_replay(
     message_csv: Path,
     orderbook_csv: Path | None,
     *,
     audit_path: Path | None = None,
     limit: int | None = None,
+    host: str | None = None,
+    port: int | None = None,
 ) -> RunSummary:
     """Replay ``message_csv`` (the first ``limit`` events) and return the run summary.
 
     Without ``orderbook_csv`` nothing is seeded and no agreement is measured: cancels of
     orders that rested before the file starts find no order to act on, and executions of
-    them find nothing to trade against.
+    them find nothing to trade against. With ``host`` and ``port`` the events go to a
+    venue already listening there (see the module docstring), and ``audit_path``, the
+    venue's audit trail, is only shown in the summary.
     """
     message_csv = Path(message_csv)
     messages = read_messages(message_csv)[:limit]
     snapshots = _read_snapshots(orderbook_csv, len(messages))
     symbol = symbol_from_path(message_csv)
+    if (host is None) != (port is None):
+        raise ValueError(f"host {host!r} and port {port!r} go together: give both or neither")
+    if host is not None and port is not None:
+        return await _run_remote(messages, snapshots, symbol, (host, port), audit_path)
     audit_path = new_audit_path(audit_path, "fixgw-replay-")
     if audit_path.exists():
         raise ValueError(
@@ -135,10 +226,10 @@ async def run_replay(
             "books from it. Remove it or pass another path"
         )
     venue = replay_venue_config(symbol, audit_path)
-    settings = default_session_settings(port=0)[:_SESSION_COUNT]
+    settings = replay_session_settings()
 
     async with broker_sessions(settings, venue, audit_path) as brokers:
-        replayer = _Replayer(brokers, symbol)
+        replayer = _Replayer(brokers.tracker, brokers.initiators, symbol, brokers.appliance)
         started = time.perf_counter()
         await replayer.run(messages, snapshots)
         duration_s = time.perf_counter() - started
@@ -158,6 +249,63 @@ async def run_replay(
         audit_path=audit_path,
         replay=replayer.figures(),
     )
+
+
+async def _run_remote(
+    messages: list[LobsterMessage],
+    snapshots: list[BookSnapshot] | None,
+    symbol: str,
+    address: tuple[str, int],
+    audit_path: Path | None,
+) -> RunSummary:
+    async with _remote_sessions(*address) as (initiators, tracker):
+        replayer = _Replayer(tracker, initiators, symbol, None)
+        started = time.perf_counter()
+        await replayer.run(messages, snapshots)
+        duration_s = time.perf_counter() - started
+    reconnects = sum(initiator.reconnects for initiator in initiators)
+    if reconnects:
+        logger.info("%s replay: the sessions logged on again %d times", symbol, reconnects)
+
+    p50, p99 = latency_percentiles_us(tracker.new_order_latencies_ns)
+    return RunSummary(
+        sessions=len(initiators),
+        orders_sent=replayer.orders_sent,
+        messages_sent=replayer.requests_sent,
+        # Both sides of every trade are the replay's own orders.
+        fills=sum(tracker.fills_by_session.values()) // 2,
+        rejects_by_reason=dict(tracker.rejects),
+        # Surveillance alerts stay in the venue's audit trail.
+        alerts=0,
+        duration_s=duration_s,
+        latency_p50_us=p50,
+        latency_p99_us=p99,
+        audit_path=audit_path or Path(f"kept by the venue at {address[0]}:{address[1]}"),
+        replay=replayer.figures(),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _remote_sessions(
+    host: str, port: int
+) -> AsyncIterator[tuple[list[ReconnectingInitiator], OrderTracker]]:
+    """Log the replay's sessions on to the venue at ``host``:``port``, one tracker for all."""
+    tracker = OrderTracker()
+    initiators: list[ReconnectingInitiator] = []
+    try:
+        for settings in replay_session_settings(port):
+            initiator = ReconnectingInitiator(
+                host, port, begin_string=settings.begin_string,
+                sender_comp_id=settings.target_comp_id, target_comp_id=settings.sender_comp_id,
+                heartbeat_interval_s=settings.heartbeat_interval_s,
+            )
+            await initiator.logon()
+            initiators.append(initiator)
+            tracker.watch(initiator)  # type: ignore[arg-type]
+        yield initiators, tracker
+    finally:
+        await asyncio.gather(*(initiator.logout() for initiator in initiators))
+        await tracker.close()
 
 
 def _read_snapshots(orderbook_csv: Path | None, events: int) -> list[BookSnapshot] | None:
@@ -185,7 +333,7 @@ class _Resting:
     """One of the driver's orders resting at a level; ``cl_ord_id`` follows replaces."""
 
     cl_ord_id: str
-    initiator: FixInitiator
+    initiator: FixInitiator | ReconnectingInitiator
     side: Side
     price: int  # LOBSTER units
     kind: _Kind
@@ -195,12 +343,20 @@ class _Resting:
 class _Replayer:
     """Lock-step replay state: the driver's orders by level and the running figures."""
 
-    def __init__(self, brokers: BrokerSessions, symbol: str) -> None:
-        self.brokers = brokers
-        self.tracker = brokers.tracker
-        self.maker, self.taker, self.seed = brokers.initiators[:_SESSION_COUNT]
+    def __init__(
+        self,
+        tracker: OrderTracker,
+        initiators: Sequence[FixInitiator | ReconnectingInitiator],
+        symbol: str,
+        appliance: Appliance | None,
+    ) -> None:
+        """``appliance`` is the in-process venue, None for a venue in another process."""
+        self.tracker = tracker
+        self.maker, self.taker, self.seed = initiators[:_SESSION_COUNT]
         self.symbol = symbol
-        self.book = brokers.appliance.engine.book(symbol)
+        self.appliance = appliance
+        self.book = appliance.engine.book(symbol) if appliance is not None else None
+        self.reply_timeout_s = REPLY_TIMEOUT_S if appliance is not None else REMOTE_REPLY_TIMEOUT_S
         # The driver's resting orders per side and LOBSTER price, oldest first.
         self.levels: dict[Side, SortedDict[int, list[_Resting]]] = {
             Side.BUY: SortedDict(),
@@ -391,7 +547,9 @@ class _Replayer:
                 price=order.price,
             )
         self.requests_sent += 1
-        reply = await self.tracker.send_request(resting.initiator, msg_type, fields, cl_ord_id)
+        reply = await self.tracker.send_request(
+            resting.initiator, msg_type, fields, cl_ord_id  # type: ignore[arg-type]
+        )
         reply.add_done_callback(lambda future: self._on_reduction_reply(resting, cl_ord_id, future))
         return reply
 
@@ -461,10 +619,12 @@ class _Replayer:
 
     # Waiting and comparing.
 
-    async def _send_order(self, initiator: FixInitiator, order: TrackedOrder) -> asyncio.Future[Reply]:
+    async def _send_order(
+        self, initiator: FixInitiator | ReconnectingInitiator, order: TrackedOrder
+    ) -> asyncio.Future[Reply]:
         self.orders_sent += 1
         self.requests_sent += 1
-        reply = await self.tracker.send_new_order(initiator, order)
+        reply = await self.tracker.send_new_order(initiator, order)  # type: ignore[arg-type]
         reply.add_done_callback(self._count_order_reject)
         return reply
 
@@ -477,22 +637,35 @@ class _Replayer:
     ) -> None:
         """Wait for every reply, for ``done()``, and for both reports of every trade."""
         try:
-            await asyncio.wait_for(asyncio.gather(*replies), REPLY_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.gather(*replies), self.reply_timeout_s)
         except TimeoutError:
             raise ReceiveTimeoutError(
-                f"timed out after {REPLY_TIMEOUT_S} s waiting for {expecting}"
+                f"timed out after {self.reply_timeout_s} s waiting for {expecting}"
             ) from None
-        stats = self.brokers.appliance.stats
-        fills = self.tracker.fills_by_session
-        # Each trade sends one fill ExecutionReport to each side; the engine has already
-        # counted the trade when the first reply arrives.
         await self.tracker.wait_until(
-            lambda: done() and sum(fills.values()) >= 2 * stats.executions,
-            REPLY_TIMEOUT_S,
-            expecting=f"{expecting} and the fill reports of {stats.executions} trades",
+            lambda: done() and self._have_fill_reports(),
+            self.reply_timeout_s,
+            expecting=f"{expecting} and the fill reports of every trade",
         )
 
+    def _have_fill_reports(self) -> bool:
+        """Return whether both fill ExecutionReports of every trade so far have arrived."""
+        if self.appliance is not None:
+            # The engine has already counted the trade when the first reply arrives.
+            fills = sum(self.tracker.fills_by_session.values())
+            return fills >= 2 * self.appliance.stats.executions
+        # Every trade is between two of the replay's orders, so once both reports of each
+        # have arrived its orders have bought as much as they have sold. A later fill
+        # report of the same request could still be on its way when the totals balance,
+        # but the venue writes one request's reports to a session together.
+        filled = {Side.BUY: 0, Side.SELL: 0}
+        for order in self.tracker.orders.values():
+            filled[order.side] += order.cum_qty
+        return filled[Side.BUY] == filled[Side.SELL]
+
     def _compare_bbo(self, snapshot: BookSnapshot, *, reconciled: bool) -> None:
+        if self.book is None:
+            return
         agrees = _same_level(self.book.best_bid(), snapshot.best_bid) and _same_level(
             self.book.best_ask(), snapshot.best_ask
         )

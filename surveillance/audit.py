@@ -49,6 +49,7 @@ from typing import Any
 
 from engine.commands import Command, command_from_dict
 from engine.events import Event
+from surveillance.audit_rows import command_record, features_json
 from surveillance.audit_schema import CHAINED_TABLES
 from surveillance.audit_writer import SCHEMA_VERSION, Batch, SchemaVersionError, WriterProcess
 
@@ -67,6 +68,7 @@ DEFAULT_MAX_BATCH_ROWS = 5000
 RETRY_INTERVAL_S = 1.0
 
 _DIRECTIONS = frozenset({"in", "out"})
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class AuditTrailError(Exception):
@@ -187,7 +189,9 @@ class AuditTrail:
         self._executor: ThreadPoolExecutor | None = None
         self._reader: sqlite3.Connection | None = None
         self._committer: asyncio.Task[None] | None = None
-        self._sessions: dict[str, SessionState] = {}
+        # Session ID to (session_id, next_sender_seq_num, next_target_seq_num,
+        # creation_time_us), the tuple the session_store upsert takes.
+        self._sessions: dict[str, tuple[str, int, int, int]] = {}
         self._next_ids: dict[str, int] = {table.name: 1 for table in CHAINED_TABLES}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seal_scheduled = False
@@ -237,7 +241,7 @@ class AuditTrail:
                 ) from exc
             raise
 
-        self._sessions = {row[0]: SessionState(*row) for row in stored.sessions}
+        self._sessions = {row[0]: tuple(row) for row in stored.sessions}
         self._next_ids = dict(stored.next_ids)
         self._loop = loop
         self._committer = loop.create_task(self._run_committer(), name=f"audit {self.path}")
@@ -321,13 +325,11 @@ class AuditTrail:
             raise ValueError(f"direction must be 'in' or 'out', got {direction!r}")
         if ts_us is None:
             ts_us = time.time_ns() // 1000
-        batch = self._open_batch()
-        row_id = self._take_id("messages")
-        batch.tables["messages"].append((
+        rows, row_id = self._next_row("messages")
+        rows.append((
             row_id, ts_us, session_id, direction, msg_type, msg_seq_num, cl_ord_id, order_id,
             int(poss_dup), raw,
         ))
-        batch.rows += 1
 
     def record_command(self, command: Command, *, ts_us: int | None = None) -> int:
         """Journal one command and return its journal sequence number.
@@ -336,11 +338,9 @@ class AuditTrail:
         """
         if ts_us is None:
             ts_us = time.time_ns() // 1000
-        batch = self._open_batch()
-        seq = self._take_id("commands")
-        # The writer process turns (seq, ts_us, command) into the row: see audit_rows.
-        batch.tables["commands"].append((seq, ts_us, command))
-        batch.rows += 1
+        rows, seq = self._next_row("commands")
+        # The writer process turns the record into the row: see audit_rows.
+        rows.append(command_record(seq, ts_us, command))
         return seq
 
     def record_decision(
@@ -369,10 +369,9 @@ class AuditTrail:
         """Record one engine event produced by the command journaled as ``command_seq``."""
         if ts_us is None:
             ts_us = time.time_ns() // 1000
-        batch = self._open_batch()
-        row_id = self._take_id("events")
-        batch.tables["events"].append((row_id, ts_us, command_seq, event))
-        batch.rows += 1
+        rows, row_id = self._next_row("events")
+        # The layout of audit_rows.event_record, inlined: this runs for every event.
+        rows.append((row_id, ts_us, command_seq, type(event).__name__, *event))
 
     def record_alert(
         self,
@@ -393,9 +392,14 @@ class AuditTrail:
 
         ``features`` are the detector's inputs and must be JSON-serialisable.
         """
-        features_json = json.dumps(dict(features), sort_keys=True, separators=(",", ":"))
+        encoded = dict(features)
+        # A flat dict of str keys and JSON scalars goes to the writer process as it is,
+        # which writes its JSON (audit_rows.alert_row). Anything else is encoded here, so
+        # that a value JSON cannot encode raises in the caller, not in a commit.
+        if not all(type(key) is str and type(value) in _JSON_SCALARS for key, value in encoded.items()):
+            encoded = features_json(encoded)
         self._append("alerts", (
-            self._ts(ts_us), detector, version, symbol, session_id, trade_id, features_json,
+            self._ts(ts_us), detector, version, symbol, session_id, trade_id, encoded,
             float(score), float(threshold), action, text,
         ))
 
@@ -462,16 +466,23 @@ class AuditTrail:
     def _ts(self, ts_us: int | None) -> int:
         return self.now_us() if ts_us is None else int(ts_us)
 
-    def _take_id(self, table: str) -> int:
-        row_id = self._next_ids[table]
-        self._next_ids[table] = row_id + 1
-        return row_id
+    def _next_row(self, table: str) -> tuple[list[tuple[Any, ...]], int]:
+        """Count one more row in the open batch; return its list for ``table`` and the id.
+
+        This is :meth:`_open_batch` and the id counter in one call, because it runs for
+        every row recorded.
+        """
+        batch = self._open_batch()
+        batch.rows += 1
+        next_ids = self._next_ids
+        row_id = next_ids[table]
+        next_ids[table] = row_id + 1
+        return batch.tables[table], row_id
 
     def _append(self, table: str, row: tuple[Any, ...]) -> None:
         """Add one row to the pending batch, with the table's next id in front."""
-        batch = self._open_batch()
-        batch.tables[table].append((self._take_id(table), *row))
-        batch.rows += 1
+        rows, row_id = self._next_row(table)
+        rows.append((row_id, *row))
 
     def save_session_state(
         self,
@@ -495,21 +506,19 @@ class AuditTrail:
             )
         if creation_time_us is None:
             stored = self._sessions.get(session_id)
-            creation_time_us = stored.creation_time_us if stored is not None else self.now_us()
+            creation_time_us = stored[3] if stored is not None else self.now_us()
         batch = self._open_batch()
         if session_id not in batch.sessions:
             batch.rows += 1
-        batch.sessions[session_id] = (
-            session_id, next_sender_seq_num, next_target_seq_num, creation_time_us
-        )
-        self._sessions[session_id] = SessionState(
-            session_id, next_sender_seq_num, next_target_seq_num, creation_time_us
-        )
+        row = (session_id, next_sender_seq_num, next_target_seq_num, creation_time_us)
+        batch.sessions[session_id] = row
+        self._sessions[session_id] = row
 
     def load_session_state(self, session_id: str) -> SessionState | None:
         """Return the latest saved state of a FIX session, committed or not, or None."""
         self._require_running()
-        return self._sessions.get(session_id)
+        row = self._sessions.get(session_id)
+        return SessionState(*row) if row is not None else None
 
     def load_outbound(
         self, session_id: str, begin_seq_no: int, end_seq_no: int
@@ -529,7 +538,7 @@ class AuditTrail:
             )
         end = end_seq_no if end_seq_no != 0 else _MAX_SEQ_NUM
         stored = self._sessions.get(session_id)
-        since_us = stored.creation_time_us if stored is not None else 0
+        since_us = stored[3] if stored is not None else 0
         cursor = reader.execute(_SELECT_OUTBOUND, (session_id, begin_seq_no, end, since_us))
         return [(seq, raw) for seq, raw in cursor]
 
@@ -577,7 +586,7 @@ class AuditTrail:
                 "SELECT session_id, next_sender_seq_num, next_target_seq_num, creation_time_us"
                 " FROM session_store"
             )
-            stored = {row[0]: SessionState(*row) for row in rows}
+            stored = {row[0]: row for row in rows}
             if stored != self._sessions:
                 raise RuntimeError(f"session_store {stored} differs from memory {self._sessions}")
 
@@ -600,7 +609,8 @@ class AuditTrail:
         A full batch keeps taking rows until the current turn of the event loop ends, so
         that the rows of one inbound message never straddle two transactions.
         """
-        self._require_running()
+        if self._state is not _State.OPEN and self._state is not _State.CLOSING:
+            self._require_running()
         batch = self._batches[-1]
         if batch.rows + 1 >= self.max_batch_rows and not self._seal_scheduled:
             self._seal_scheduled = True
@@ -756,11 +766,8 @@ def _last_upsert_of(batches: list[Batch], session_id: str) -> Batch | None:
     return None
 
 
-def _check_session_row(row: tuple[str, int, int, int], state: SessionState | None) -> None:
-    if state is None or row != (
-        state.session_id,
-        state.next_sender_seq_num,
-        state.next_target_seq_num,
-        state.creation_time_us,
-    ):
+def _check_session_row(
+    row: tuple[str, int, int, int], state: tuple[str, int, int, int] | None
+) -> None:
+    if row != state:
         raise RuntimeError(f"pending session upsert {row} differs from memory {state}")

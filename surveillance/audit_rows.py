@@ -1,98 +1,129 @@
 """Rows of the ``events`` and ``commands`` tables, built in the writer process.
 
-The event loop hands each engine event and command to the audit trail as it is. The
-writer process turns it into a row, the command's JSON included, off the order path.
-:func:`event_fields` turns an ``events`` row back into the event's fields.
+The event loop records each engine event and command as a plain tuple of its fields
+(:func:`event_record`, :func:`command_record`), which is cheap to build and to pickle.
+The writer process turns each record into a row, the command's JSON included, off the
+order path. :func:`event_fields` turns an ``events`` row back into the event's fields.
+
+The records reach the writer pickled by :func:`surveillance.audit_writer.dumps_batch`,
+which sends every enum member as its plain value, so the rows built here hold only the
+int, str, bytes, float and None values that the hash chain encodes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import operator
+from collections.abc import Callable
 from typing import Any
 
 from engine.commands import COMMAND_TYPES, Command, RejectOrder, command_to_dict
 from engine.events import CancelReject, Event, ExecutionEvent, Trade
 
-__all__ = ["command_body", "command_row", "event_fields", "event_row"]
+__all__ = [
+    "alert_row",
+    "command_body",
+    "command_record",
+    "command_row",
+    "event_fields",
+    "event_record",
+    "event_row",
+    "features_json",
+]
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
-# Fields with a column of their own; anything else an event carries goes to ``extra``.
+# An event record is (row_id, ts_us, command_seq, kind, *fields of the event).
+_EVENT_FIELDS_AT = 4
+
+# The source field of each ``events`` column from ``session_id`` to ``text``, per event
+# class; None leaves the column NULL. ``extra`` takes every field not named here.
+_EVENT_COLUMNS: dict[type, tuple[str | None, ...]] = {
+    ExecutionEvent: (
+        "session_id", "cl_ord_id", "orig_cl_ord_id", "order_id", "exec_id", "exec_type",
+        "ord_status", "symbol", "side", "ord_type", "time_in_force", "price", "order_qty",
+        "last_qty", "last_px", "cum_qty", "leaves_qty", "cum_notional", "trade_id", None,
+        None, "ord_rej_reason", None, "text",
+    ),
+    CancelReject: (
+        "session_id", "cl_ord_id", "orig_cl_ord_id", "order_id", None, None, "ord_status",
+        None, None, None, None, None, None, None, None, None, None, None, None, None, None,
+        "reason", "response_to", "text",
+    ),
+    Trade: (
+        "aggressor_session_id", None, None, "aggressor_order_id", None, None, None, "symbol",
+        "aggressor_side", None, None, "price", None, "qty", "price", None, None, None,
+        "trade_id", "resting_order_id", "resting_session_id", None, None, None,
+    ),
+}
+
+# Fields with a column of their own, as event_fields names them.
 _COLUMN_FIELDS: dict[type, frozenset[str]] = {
-    ExecutionEvent: frozenset({
-        "exec_id", "exec_type", "ord_status", "order_id", "session_id", "cl_ord_id",
-        "orig_cl_ord_id", "symbol", "side", "ord_type", "time_in_force", "price",
-        "order_qty", "cum_qty", "leaves_qty", "cum_notional", "last_qty", "last_px",
-        "trade_id", "ord_rej_reason", "text",
-    }),
-    CancelReject: frozenset({
-        "session_id", "cl_ord_id", "orig_cl_ord_id", "order_id", "ord_status", "response_to",
-        "reason", "text",
-    }),
-    Trade: frozenset({
-        "trade_id", "symbol", "price", "qty", "aggressor_side", "aggressor_order_id",
-        "aggressor_session_id", "resting_order_id", "resting_session_id",
-    }),
+    cls: frozenset(name for name in columns if name is not None)
+    for cls, columns in _EVENT_COLUMNS.items()
 }
 
 
-def _extra_fields(cls: type) -> tuple[tuple[int, str, Any], ...]:
-    """Return (index, name, default) of each field of ``cls`` without a column."""
-    defaults = getattr(cls, "_field_defaults", {})
-    return tuple(
-        (index, name, defaults.get(name))
-        for index, name in enumerate(cls._fields)  # type: ignore[attr-defined]
-        if name not in _COLUMN_FIELDS[cls]
+@dataclasses.dataclass(frozen=True, slots=True)
+class _EventLayout:
+    """How the writer turns one event class's records into rows."""
+
+    columns: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # record + (None,) -> columns
+    extra_values: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # record -> extra fields
+    extra_names: tuple[str, ...]
+    extra_defaults: tuple[Any, ...]
+
+
+def _event_layout(cls: Any) -> _EventLayout:
+    fields: tuple[str, ...] = cls._fields
+    null = _EVENT_FIELDS_AT + len(fields)  # the None appended to the record
+    at = {name: _EVENT_FIELDS_AT + index for index, name in enumerate(fields)}
+    sources = (0, 1, 2, 3, *(null if name is None else at[name] for name in _EVENT_COLUMNS[cls]))
+    extra = tuple(name for name in fields if name not in _COLUMN_FIELDS[cls])
+    defaults = tuple(cls._field_defaults.get(name) for name in extra)
+    return _EventLayout(
+        operator.itemgetter(*sources), _tuple_getter([at[name] for name in extra]), extra,
+        defaults,
     )
 
 
-_EXTRA_FIELDS = {cls: _extra_fields(cls) for cls in _COLUMN_FIELDS}
+def _tuple_getter(indexes: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """Return a function picking ``indexes`` out of a tuple, always as a tuple."""
+    if len(indexes) == 1:
+        index = indexes[0]
+        return lambda record: (record[index],)
+    if not indexes:
+        return lambda record: ()
+    return operator.itemgetter(*indexes)
 
 
-def _extra(event: Event) -> str | None:
-    extra = {
-        name: event[index]
-        for index, name, default in _EXTRA_FIELDS[type(event)]
-        if event[index] != default
-    }
-    # The engine's enums are str enums, which JSON writes as their FIX values.
-    return _dumps(extra) if extra else None
+_EVENT_LAYOUTS = {cls.__name__: _event_layout(cls) for cls in _EVENT_COLUMNS}
+_NULL = (None,)
 
 
-def _value(member: Any) -> Any:
-    return None if member is None else member._value_
+def event_record(row_id: int, ts_us: int, command_seq: int, event: Event) -> tuple[Any, ...]:
+    """Return what the event loop records for one event: ids, kind, then its fields."""
+    return (row_id, ts_us, command_seq, type(event).__name__, *event)
 
 
-def event_row(row_id: int, ts_us: int, command_seq: int, event: Event) -> tuple[Any, ...]:
-    """Return the ``events`` row of one event, in schema column order."""
-    # Enum members are read as ``_value_``: ``.value`` is a descriptor, several times
-    # slower, and marshal (the hash chain) needs a plain str, not the str-enum member.
-    kind = type(event).__name__
-    e: Any = event
-    if kind == "ExecutionEvent":
-        return (
-            row_id, ts_us, command_seq, kind, e.session_id, e.cl_ord_id, e.orig_cl_ord_id,
-            e.order_id, e.exec_id, e.exec_type._value_, e.ord_status._value_, e.symbol,
-            e.side._value_, e.ord_type._value_, e.time_in_force._value_, e.price, e.order_qty,
-            e.last_qty, e.last_px, e.cum_qty, e.leaves_qty, e.cum_notional, e.trade_id, None,
-            None, _value(e.ord_rej_reason), None, e.text, _extra(event),
+def event_row(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return the ``events`` row of one :func:`event_record`, in schema column order."""
+    layout = _EVENT_LAYOUTS.get(record[3])
+    if layout is None:
+        raise TypeError(
+            f"unknown event type {record[3]!r}; expected ExecutionEvent, CancelReject or Trade"
         )
-    if kind == "CancelReject":
-        return (
-            row_id, ts_us, command_seq, kind, e.session_id, e.cl_ord_id, e.orig_cl_ord_id,
-            e.order_id, None, None, _value(e.ord_status), None, None, None, None, None, None,
-            None, None, None, None, None, None, None, None, e.reason._value_,
-            e.response_to._value_, e.text, _extra(event),
-        )
-    if kind == "Trade":
-        return (
-            row_id, ts_us, command_seq, kind, e.aggressor_session_id, None, None,
-            e.aggressor_order_id, None, None, None, e.symbol, e.aggressor_side._value_, None,
-            None, e.price, None, e.qty, e.price, None, None, None, e.trade_id,
-            e.resting_order_id, e.resting_session_id, None, None, None, _extra(event),
-        )
-    raise TypeError(f"unknown event type {kind!r}; expected ExecutionEvent, CancelReject or Trade")
+    values = layout.extra_values(record)
+    extra = None
+    if values != layout.extra_defaults:
+        changed = {
+            name: value
+            for name, value, default in zip(layout.extra_names, values, layout.extra_defaults)
+            if value != default
+        }
+        extra = _dumps(changed)
+    return (*layout.columns(record + _NULL), extra)
 
 
 def event_fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +156,14 @@ def event_fields(row: dict[str, Any]) -> dict[str, Any]:
 _COMMAND_FIELDS = {
     cls: tuple(field.name for field in dataclasses.fields(cls)) for cls in COMMAND_TYPES.values()
 }
+# Every command class has at least two fields, so each getter returns a tuple.
+_COMMAND_VALUES = {cls: operator.attrgetter(*names) for cls, names in _COMMAND_FIELDS.items()}
+
+
+def command_record(seq: int, ts_us: int, command: Command) -> tuple[Any, ...]:
+    """Return what the event loop records for one command: (seq, ts_us, class, fields)."""
+    cls = type(command)
+    return (seq, ts_us, cls, _COMMAND_VALUES[cls](command))
 
 
 def command_body(command: Command) -> str:
@@ -148,13 +187,34 @@ def _command_dict(command: Any) -> dict[str, Any]:
     return body
 
 
-def command_row(seq: int, ts_us: int, command: Command) -> tuple[Any, ...]:
-    """Return the ``commands`` row of one command, in schema column order."""
-    # A RejectOrder belongs to the order it wraps.
-    owner = command.order if isinstance(command, RejectOrder) else command
-    orig_cl_ord_id = getattr(owner, "orig_cl_ord_id", None)
-    command_type = type(command).__name__
+def command_row(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return the ``commands`` row of one :func:`command_record`, in schema column order."""
+    seq, ts_us, cls, values = record
+    body = dict(zip(_COMMAND_FIELDS[cls], values))
+    if cls is RejectOrder:
+        # A RejectOrder belongs to the order it wraps.
+        body["order"] = owner = _command_dict(body["order"])
+    else:
+        owner = body
+    body["type"] = cls.__name__
+    try:
+        text = _dumps(body)
+    except TypeError:
+        text = _dumps(command_to_dict(cls(*values)))
     return (
-        seq, ts_us, owner.session_id, owner.cl_ord_id, orig_cl_ord_id, command_type,
-        command_body(command),
+        seq, ts_us, owner["session_id"], owner["cl_ord_id"], owner.get("orig_cl_ord_id"),
+        cls.__name__, text,
     )
+
+
+def features_json(features: dict[str, Any]) -> str:
+    """Return the ``alerts.features`` JSON of a detector's inputs, keys sorted."""
+    return json.dumps(features, sort_keys=True, separators=(",", ":"))
+
+
+def alert_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return the ``alerts`` row with its features as JSON; the loop may send them as a dict."""
+    features = row[7]
+    if isinstance(features, str):
+        return row
+    return (*row[:7], features_json(features), *row[8:])

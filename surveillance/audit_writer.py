@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import enum
+import io
 import os
+import pickle
 import platform
 import signal
 import socket
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from surveillance.audit_chain import GENESIS_HASH, insert_seal, seal_batch
-from surveillance.audit_rows import command_row, event_row
+from surveillance.audit_rows import alert_row, command_row, event_row
 from surveillance.audit_schema import CHAINED_TABLES, create_schema, insert_sql
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "StoredState",
     "WriterProcess",
     "WriterProcessError",
+    "dumps_batch",
 ]
 
 SCHEMA_VERSION = "2"
@@ -55,6 +59,21 @@ _UPSERT_SESSION = (
 )
 
 
+def _bind_none_and_bytes_directly() -> None:
+    """Register identity adapters for None and bytes, which sqlite3 then binds faster.
+
+    CPython's sqlite3 (3.11) binds int, float and str parameters directly but first looks
+    for an adapter for any other type: a registry lookup, then ``__adapt__`` and
+    ``__conform__`` attribute lookups that all fail. With an adapter registered, the first
+    lookup succeeds and returns the value unchanged. The writer binds about ten None or
+    bytes values per event and message row; with ``bench/bench_audit.py``'s machine a
+    10-column insert of None took 3.4 µs a row without and 1.7 µs with this.
+    Registration is process-wide, and harmless: both adapters return their argument.
+    """
+    sqlite3.register_adapter(type(None), {}.get)  # {}.get(None) is None, in C
+    sqlite3.register_adapter(bytes, bytes)  # bytes(b) is b for a bytes object
+
+
 class SchemaVersionError(sqlite3.DatabaseError):
     """The file was written by a release with another audit schema."""
 
@@ -64,9 +83,10 @@ class Batch:
     """Rows waiting for one transaction, and the callbacks to run once it commits.
 
     ``tables`` maps each chained table to its rows, each a parameter tuple in schema column
-    order whose first value is the row's id. ``commands`` contains (seq, ts_us, command) and
-    ``events`` (id, ts_us, command_seq, event) instead, which the writer makes into rows. ``sessions`` contains one upsert per FIX
-    session, so a later save replaces an earlier one.
+    order whose first value is the row's id. ``commands`` and ``events`` contain the records
+    of :func:`surveillance.audit_rows.command_record` and
+    :func:`surveillance.audit_rows.event_record` instead, which the writer makes into rows.
+    ``sessions`` contains one upsert per FIX session, so a later save replaces an earlier one.
     """
 
     tables: dict[str, list[tuple[Any, ...]]] = field(
@@ -102,6 +122,7 @@ class BatchWriter:
         self.head_hash = GENESIS_HASH
 
     def open(self) -> StoredState:
+        _bind_none_and_bytes_directly()
         # isolation_level=None leaves BEGIN and COMMIT to commit(), one pair per batch.
         conn = sqlite3.connect(self.path, isolation_level=None)
         self.conn = conn
@@ -131,9 +152,10 @@ class BatchWriter:
         """Insert the batch and its seal in one transaction; advance the chain on success."""
         conn = self._connection()
         tables = dict(batch.tables)
-        # The loop recorded commands and events as they are; their rows are built here.
-        tables["commands"] = [command_row(*entry) for entry in tables["commands"]]
-        tables["events"] = [event_row(*entry) for entry in tables["events"]]
+        # The loop recorded commands and events as plain field tuples; rows are built here.
+        tables["commands"] = list(map(command_row, tables["commands"]))
+        tables["events"] = list(map(event_row, tables["events"]))
+        tables["alerts"] = list(map(alert_row, tables["alerts"]))
         chained = [(table.name, tables[table.name]) for table in CHAINED_TABLES]
         seal = seal_batch(self.batch_no + 1, self.head_hash, self.clock(), chained)
         conn.execute("BEGIN")
@@ -209,6 +231,39 @@ def _read_stored_state(conn: sqlite3.Connection) -> StoredState:
 # ------------------------------------------------------------------ writer process
 
 
+def _reduce_enum(member: enum.Enum) -> tuple[type, tuple[Any]]:
+    value = member._value_
+    return type(value), (value,)
+
+
+class _PlainEnums(dict):  # type: ignore[type-arg]
+    """A pickle dispatch table that sends every enum member as its plain value.
+
+    The pickle memo stores each member once per batch, so this reducer runs once per
+    distinct member, and the writer process unpickles plain str values that the hash
+    chain's marshal encoding accepts. Other classes pickle as usual.
+    """
+
+    def __missing__(self, cls: type) -> Any:
+        if isinstance(cls, type) and issubclass(cls, enum.Enum):
+            self[cls] = _reduce_enum
+            return _reduce_enum
+        raise KeyError(cls)
+
+
+_DISPATCH_TABLE = _PlainEnums()
+
+
+def dumps_batch(tables: dict[str, list[tuple[Any, ...]]], sessions: dict[str, Any]) -> bytes:
+    """Pickle a batch's rows for the writer process, enum members as their values."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _DISPATCH_TABLE
+    pickler.dump((tables, sessions))
+    return buffer.getvalue()
+
+
+
 class WriterProcessError(OSError):
     """The writer process exited or its pipe broke; the next commit starts a new one."""
 
@@ -246,12 +301,12 @@ def serve(conn: Connection, path: str, owner_pid: int) -> None:
     conn.send(("ok", stored, writer.batch_no, writer.head_hash))
     while True:
         try:
-            request = conn.recv()
+            request = conn.recv_bytes()
         except EOFError:
             break
-        if request is None:
+        if not request:
             break
-        tables, sessions = request
+        tables, sessions = pickle.loads(request)
         try:
             writer.commit(Batch(tables=tables, sessions=sessions))
         except Exception as exc:
@@ -303,7 +358,7 @@ class WriterProcess:
             self.open()
         conn = self._connection()
         try:
-            conn.send((batch.tables, batch.sessions))
+            conn.send_bytes(dumps_batch(batch.tables, batch.sessions))
         except OSError as exc:
             raise WriterProcessError(f"audit writer for {self.path!r} is gone: {exc}") from exc
         self._call_reply()
@@ -311,7 +366,7 @@ class WriterProcess:
     def close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(OSError):
-                self._conn.send(None)
+                self._conn.send_bytes(b"")
             self._conn.close()
             self._conn = None
         if self._process is not None:

@@ -229,6 +229,10 @@ class Venue:
 
     folder: Path
     db: Path
+    # A sessions file of the caller's and more ``fixgw serve`` options; without the file
+    # the venue writes SESSIONS_CFG into ``folder``.
+    sessions_cfg: Path | None = None
+    serve_args: tuple[str, ...] = ()
     process: subprocess.Popen[str] | None = None
     port: int = 0
     kills: int = 0
@@ -236,10 +240,12 @@ class Venue:
     _log: IO[str] | None = None
 
     def start(self) -> None:
-        cfg = self.folder / "sessions.cfg"
-        cfg.write_text(SESSIONS_CFG)
+        cfg = self.sessions_cfg
+        if cfg is None:
+            cfg = self.folder / "sessions.cfg"
+            cfg.write_text(SESSIONS_CFG)
         command = [sys.executable, "-m", "gateway.cli", "serve", "--sessions", str(cfg),
-                   "--db", str(self.db)]
+                   "--db", str(self.db), *self.serve_args]
         self._close_pipes()
         self._log = open(self.folder / f"serve-{self.starts}.log", "w")
         self.process = subprocess.Popen(

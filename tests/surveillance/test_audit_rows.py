@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import pickle
 
 import pytest
 
@@ -22,7 +23,15 @@ from engine.orders import (
 )
 from surveillance.audit import AuditTrail
 from surveillance.audit_null import NullAuditTrail
-from surveillance.audit_rows import command_body, event_fields, event_row
+from surveillance.audit_rows import (
+    command_body,
+    command_record,
+    command_row,
+    event_fields,
+    event_record,
+    event_row,
+)
+from surveillance.audit_writer import dumps_batch
 from surveillance.audit_schema import TABLE_BY_NAME
 
 SESSION = "FIX.4.4:VENUE->BRK1"
@@ -44,7 +53,7 @@ EVENTS = [
 @pytest.mark.parametrize("event", EVENTS, ids=["execution", "execution-extra", "cancel-reject", "trade"])
 def test_event_row_round_trip(event: object) -> None:
     columns = TABLE_BY_NAME["events"].column_names
-    row = dict(zip(columns, event_row(7, 11, 3, event)))  # type: ignore[arg-type]
+    row = dict(zip(columns, event_row(through_pipe(event_record(7, 11, 3, event)))))  # type: ignore[arg-type]
     assert len(row) == len(columns)
     assert (row["id"], row["ts_us"], row["command_seq"]) == (7, 11, 3)
     fields = event_fields(row)
@@ -55,20 +64,49 @@ def test_event_row_round_trip(event: object) -> None:
         assert fields.get(name, default) == value, name
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        NewOrder(SESSION, "A1", "AAPL", Side.BUY, OrdType.LIMIT, 100, 5, account="T7"),
-        ReplaceOrder(SESSION, "A2", "A1", "AAPL", Side.BUY, OrdType.LIMIT, 50, 5),
-        CancelOrder(SESSION, "A3", "A2", "AAPL", Side.BUY, order_id="O1"),
-        MassCancel(SESSION, "M1", symbol="AAPL"),
-        RejectOrder(NewOrder(SESSION, "A4", "AAPL", Side.SELL, OrdType.MARKET, 1, None),
-                    OrdRejReason.ORDER_EXCEEDS_LIMIT, "too big"),
-    ],
-    ids=["new", "replace", "cancel", "mass-cancel", "reject"],
-)
+COMMANDS = [
+    NewOrder(SESSION, "A1", "AAPL", Side.BUY, OrdType.LIMIT, 100, 5, account="T7"),
+    ReplaceOrder(SESSION, "A2", "A1", "AAPL", Side.BUY, OrdType.LIMIT, 50, 5),
+    CancelOrder(SESSION, "A3", "A2", "AAPL", Side.BUY, order_id="O1"),
+    MassCancel(SESSION, "M1", symbol="AAPL"),
+    RejectOrder(NewOrder(SESSION, "A4", "AAPL", Side.SELL, OrdType.MARKET, 1, None),
+                OrdRejReason.ORDER_EXCEEDS_LIMIT, "too big"),
+]
+COMMAND_IDS = ["new", "replace", "cancel", "mass-cancel", "reject"]
+
+
+def through_pipe(record: tuple[object, ...]) -> tuple[object, ...]:
+    """Return the record as the writer process unpickles it."""
+    tables, _ = pickle.loads(dumps_batch({"t": [record]}, {}))
+    return tables["t"][0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=COMMAND_IDS)
 def test_command_body_matches_command_to_dict(command: object) -> None:
     assert json.loads(command_body(command)) == command_to_dict(command)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=COMMAND_IDS)
+def test_command_row_matches_command_to_dict(command: object) -> None:
+    row = command_row(through_pipe(command_record(5, 9, command)))  # type: ignore[arg-type]
+    owner = command.order if isinstance(command, RejectOrder) else command
+    assert row[:6] == (
+        5, 9, owner.session_id, owner.cl_ord_id, getattr(owner, "orig_cl_ord_id", None),
+        type(command).__name__,
+    )
+    assert json.loads(row[6]) == command_to_dict(command)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("record", "fields_at"),
+    [(event_record(1, 2, 3, EXECUTION), slice(4, None)), (command_record(4, 5, COMMANDS[0]), 3)],
+    ids=["event", "command"],
+)
+def test_pipe_sends_enums_as_str(record: tuple[object, ...], fields_at: slice | int) -> None:
+    """Enum members reach the writer as plain str, which the hash chain's marshal needs."""
+    fields = through_pipe(record)[fields_at]
+    assert isinstance(fields, tuple)
+    assert {type(value) for value in fields if isinstance(value, str)} == {str}
 
 
 def test_null_trail_has_every_public_method() -> None:
