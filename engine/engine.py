@@ -198,6 +198,11 @@ class MatchingEngine:
             )
         return book
 
+    def knows_cl_ord_id(self, session_id: str, cl_ord_id: str) -> bool:
+        """Return whether ``session_id`` has used ``cl_ord_id`` for an order, live or finished."""
+        cl_ord_ids = self._by_cl_ord_id.get(session_id)
+        return cl_ord_ids is not None and cl_ord_id in cl_ord_ids
+
     def next_expiry_us(self) -> int | None:
         """Return the earliest ExpireTime (126) of a waiting GTD order, or None.
 

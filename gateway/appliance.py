@@ -20,8 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from engine.commands import Command, MassCancel, NewOrder, RejectOrder, ReplaceOrder
-from engine.commands import AdvanceTime, EndOfDay
+from engine.commands import (
+    AdvanceTime,
+    Command,
+    EndOfDay,
+    MassCancel,
+    NewOrder,
+    OrderStatusRequest,
+    RejectOrder,
+    ReplaceOrder,
+)
 from engine.engine import MatchingEngine
 from engine.instrument import Instrument
 from engine.events import CancelReject, ExecutionEvent, Trade
@@ -35,7 +43,7 @@ from gateway.normalise import BusinessReject, MassCancelRejected, SessionReject,
 from gateway.echo import EchoApplication
 from gateway.session import Application, Session, SessionState
 from gateway.settings import SessionSettings
-from gateway.tags import MsgType, SessionRejectReason
+from gateway.tags import POSS_RESEND, MsgType, SessionRejectReason
 from gateway.timefmt import format_utc_timestamp
 from gateway.venue import VenueConfig
 from surveillance.audit import AuditTrail, SessionEventKind
@@ -239,6 +247,17 @@ class Appliance:
                 session.send(msg_type, body)
             return
         outcome = normalise(session.session_id, message)
+        if isinstance(outcome, NewOrder) and self._is_poss_resend_duplicate(outcome, message):
+            # FIX: a PossResend (97) order whose ClOrdID (11) the venue already has is the
+            # same order sent again; answer with its current status instead of booking it.
+            logger.info(
+                "%s: PossResend NewOrderSingle %s already received; sending its status",
+                session.session_id, outcome.cl_ord_id,
+            )
+            outcome = OrderStatusRequest(
+                session_id=outcome.session_id, cl_ord_id=outcome.cl_ord_id,
+                symbol=outcome.symbol, side=outcome.side,
+            )
         if isinstance(outcome, SessionReject):
             session.send_reject(
                 message, message.get_int(34, None), outcome.reason,
@@ -257,6 +276,11 @@ class Appliance:
             session.send(MsgType.ORDER_MASS_CANCEL_REPORT, body, cl_ord_id=outcome.cl_ord_id)
         else:
             self.submit(session, outcome)
+
+    def _is_poss_resend_duplicate(self, order: NewOrder, message: FixMessage) -> bool:
+        return message.get(POSS_RESEND) == b"Y" and self.engine.knows_cl_ord_id(
+            order.session_id, order.cl_ord_id
+        )
 
     def _send_business_reject(
         self, session: Session, message: FixMessage, outcome: BusinessReject

@@ -11,7 +11,7 @@ import pytest
 
 from engine.instrument import Firm
 from engine.orders import SelfMatchPrevention
-from fixsupport import ApplianceThread, RawFixClient, new_order_fields
+from fixsupport import ApplianceThread, RawFixClient, new_order_fields, utc_now
 from gateway.appliance import Appliance
 from gateway.settings import default_session_settings
 from gateway.venue import default_venue_config
@@ -141,3 +141,31 @@ def test_day_orders_expire_at_end_of_day(tmp_path: Path) -> None:
         client.close()
     finally:
         venue.stop()
+
+
+def test_poss_resend_of_finished_order_not_booked(venue: ApplianceThread) -> None:
+    client = RawFixClient(venue.port)
+    client.logon()
+    client.send("D", new_order_fields("PR-1", price="60.00"))
+    order_id = client.receive_type("8").get(37)
+    client.send("F", [(41, "PR-1"), (11, "PR-1-X"), (55, "AAPL"), (54, "1"), (60, utc_now())])
+    assert client.receive_type("8").get(150) == b"4"
+
+    client.send("D", new_order_fields("PR-1", price="60.00"), header=[(97, "Y")])
+    status = client.receive_type("8")
+    assert status.get(150) == b"I"
+    assert status.get(39) == b"4"
+    assert status.get(37) == order_id
+
+    bids = venue.call(lambda: venue.appliance.engine.book("AAPL").best_bid())
+    assert bids is None
+    client.close()
+
+
+def test_poss_resend_of_new_order_booked(venue: ApplianceThread) -> None:
+    client = RawFixClient(venue.port)
+    client.logon()
+    client.send("D", new_order_fields("PR-2", price="61.00"), header=[(97, "Y")])
+    ack = client.receive_type("8")
+    assert ack.get(150) == b"0"
+    client.close()
