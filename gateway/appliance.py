@@ -49,7 +49,7 @@ from gateway.venue import VenueConfig
 from surveillance.audit import AuditTrail, SessionEventKind
 from surveillance.audit_guard import OrderEntryGuard
 from surveillance.audit_limits import record_instrument_limits
-from surveillance.detectors import WashTradeDetector
+from surveillance.detectors import Alert, PriceMoveDetector, WashTradeDetector
 from surveillance.risk import RiskGate
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,12 @@ class Appliance:
         )
         self.market_data = MarketDataPublisher(self.engine)
         self.risk = RiskGate(venue.instruments)
-        self.wash_trades = WashTradeDetector()
+        thresholds = venue.surveillance
+        self.detectors: list[WashTradeDetector | PriceMoveDetector] = [
+            PriceMoveDetector(thresholds.price_move_alert_pct)
+        ]
+        if thresholds.wash_trade_alert:
+            self.detectors.append(WashTradeDetector())
         self.stats = ApplianceStats()
         self.sessions: dict[str, Session] = {}
         self._acceptor: Acceptor | None = None
@@ -381,24 +386,28 @@ class Appliance:
     def _on_trade(self, trade: Trade) -> None:
         self.stats.executions += 1
         self.risk.on_trade(trade)
-        alert = self.wash_trades.on_trade(trade)
-        if alert is not None:
-            self.stats.alerts += 1
-            # INFO, not WARNING: alerts can come by the hundred and each one is recorded
-            # in the audit trail, which is where compliance reads them.
-            logger.info("surveillance alert %s: %s", alert.detector, alert.text)
-            self.audit.record_alert(
-                detector=alert.detector, version=alert.version, score=alert.score,
-                threshold=alert.threshold, action="LOGGED", text=alert.text,
-                symbol=alert.symbol, session_id=alert.session_id, trade_id=trade.trade_id,
-                features={
-                    "aggressor_session_id": trade.aggressor_session_id,
-                    "resting_session_id": trade.resting_session_id,
-                    "aggressor_order_id": trade.aggressor_order_id,
-                    "resting_order_id": trade.resting_order_id,
-                    "qty": trade.qty, "price": trade.price,
-                },
-            )
+        for detector in self.detectors:
+            alert = detector.on_trade(trade)
+            if alert is not None:
+                self._record_alert(alert, trade)
+
+    def _record_alert(self, alert: Alert, trade: Trade) -> None:
+        self.stats.alerts += 1
+        # INFO, not WARNING: alerts can come by the hundred and each one is recorded
+        # in the audit trail, which is where compliance reads them.
+        logger.info("surveillance alert %s: %s", alert.detector, alert.text)
+        self.audit.record_alert(
+            detector=alert.detector, version=alert.version, score=alert.score,
+            threshold=alert.threshold, action="LOGGED", text=alert.text,
+            symbol=alert.symbol, session_id=alert.session_id, trade_id=trade.trade_id,
+            features={
+                "aggressor_session_id": trade.aggressor_session_id,
+                "resting_session_id": trade.resting_session_id,
+                "aggressor_order_id": trade.aggressor_order_id,
+                "resting_order_id": trade.resting_order_id,
+                "qty": trade.qty, "price": trade.price,
+            },
+        )
 
     def _send_execution_report(self, event: ExecutionEvent, transact_time: str) -> None:
         session = self.sessions.get(event.session_id)
