@@ -7,7 +7,9 @@ recovery replays its command journal into a fresh engine. The tables are describ
 :mod:`surveillance.audit_schema`.
 
 Writes are group commits. ``record_*`` calls only append a row to the pending batch in
-memory. A committer task hands the whole batch to one writer thread, which inserts it with
+memory: a tuple of plain fields, with JSON and derived columns left to the writer. A
+committer task hands the whole batch, pickled, to the writer process
+(:mod:`surveillance.audit_writer`), which builds the rows and inserts them with
 ``executemany`` inside one transaction, while new rows collect in the next batch. Under load
 batches grow, and at low load a row waits for about one commit. A caller that must not act
 before its rows are durable, such as sending an outbound message to the socket, registers
@@ -49,7 +51,7 @@ from typing import Any
 
 from engine.commands import Command, command_from_dict
 from engine.events import Event
-from surveillance.audit_rows import command_record, features_json
+from surveillance.audit_rows import command_record, features_json, split_records
 from surveillance.audit_schema import CHAINED_TABLES
 from surveillance.audit_writer import SCHEMA_VERSION, Batch, SchemaVersionError, WriterProcess
 
@@ -326,10 +328,10 @@ class AuditTrail:
         if ts_us is None:
             ts_us = time.time_ns() // 1000
         rows, row_id = self._next_row("messages")
-        rows.append((
+        rows += (
             row_id, ts_us, session_id, direction, msg_type, msg_seq_num, cl_ord_id, order_id,
             int(poss_dup), raw,
-        ))
+        )
 
     def record_command(self, command: Command, *, ts_us: int | None = None) -> int:
         """Journal one command and return its journal sequence number.
@@ -340,7 +342,7 @@ class AuditTrail:
             ts_us = time.time_ns() // 1000
         rows, seq = self._next_row("commands")
         # The writer process turns the record into the row: see audit_rows.
-        rows.append(command_record(seq, ts_us, command))
+        rows += command_record(seq, ts_us, command)
         return seq
 
     def record_decision(
@@ -370,8 +372,9 @@ class AuditTrail:
         if ts_us is None:
             ts_us = time.time_ns() // 1000
         rows, row_id = self._next_row("events")
-        # The layout of audit_rows.event_record, inlined: this runs for every event.
-        rows.append((row_id, ts_us, command_seq, type(event).__name__, *event))
+        # audit_rows.event_record, inlined because this runs for every event.
+        rows += (row_id, ts_us, command_seq, type(event).__name__)
+        rows += event
 
     def record_alert(
         self,
@@ -466,7 +469,7 @@ class AuditTrail:
     def _ts(self, ts_us: int | None) -> int:
         return self.now_us() if ts_us is None else int(ts_us)
 
-    def _next_row(self, table: str) -> tuple[list[tuple[Any, ...]], int]:
+    def _next_row(self, table: str) -> tuple[list[Any], int]:
         """Count one more row in the open batch; return its list for ``table`` and the id.
 
         This is :meth:`_open_batch` and the id counter in one call, because it runs for
@@ -482,7 +485,8 @@ class AuditTrail:
     def _append(self, table: str, row: tuple[Any, ...]) -> None:
         """Add one row to the pending batch, with the table's next id in front."""
         rows, row_id = self._next_row(table)
-        rows.append((row_id, *row))
+        rows.append(row_id)
+        rows += row
 
     def save_session_state(
         self,
@@ -567,7 +571,9 @@ class AuditTrail:
         """
         batches = ([self._in_flight] if self._in_flight is not None else []) + list(self._batches)
         for batch in batches:
-            counted = sum(len(rows) for rows in batch.tables.values()) + len(batch.sessions)
+            counted = len(batch.sessions) + sum(
+                len(split_records(name, values)) for name, values in batch.tables.items()
+            )
             if batch.rows != counted:
                 raise RuntimeError(f"batch row count {batch.rows} differs from its {counted} rows")
             for session_id, row in batch.sessions.items():
@@ -575,7 +581,10 @@ class AuditTrail:
                     _check_session_row(row, self._sessions.get(session_id))
 
         for table in CHAINED_TABLES:
-            pending_ids = [row[0] for batch in batches for row in batch.tables[table.name]]
+            pending_ids = [
+                row[0] for batch in batches
+                for row in split_records(table.name, batch.tables[table.name])
+            ]
             end = self._next_ids[table.name]
             expected = list(range(end - len(pending_ids), end))
             if pending_ids != expected:

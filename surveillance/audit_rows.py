@@ -1,7 +1,8 @@
 """Rows of the ``events`` and ``commands`` tables, built in the writer process.
 
-The event loop records each engine event and command as a plain tuple of its fields
-(:func:`event_record`, :func:`command_record`), which is cheap to build and to pickle.
+The event loop records each engine event and command as its plain field values
+(:func:`event_record`, :func:`command_record`), which are cheap to keep and to pickle,
+and a batch keeps each table's records end to end in one flat list (:func:`split_records`).
 The writer process turns each record into a row, the command's JSON included, off the
 order path. :func:`event_fields` turns an ``events`` row back into the event's fields.
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from engine.commands import COMMAND_TYPES, Command, RejectOrder, command_to_dict
 from engine.events import CancelReject, Event, ExecutionEvent, Trade
+from surveillance.audit_schema import CHAINED_TABLES
 
 __all__ = [
     "alert_row",
@@ -30,6 +32,7 @@ __all__ = [
     "event_record",
     "event_row",
     "features_json",
+    "split_records",
 ]
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -67,7 +70,7 @@ _COLUMN_FIELDS: dict[type, frozenset[str]] = {
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _EventLayout:
-    """How the writer turns one event class's records into rows."""
+    """The getters that turn records of one event class into ``events`` rows."""
 
     columns: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # record + (None,) -> columns
     extra_values: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # record -> extra fields
@@ -161,9 +164,9 @@ _COMMAND_VALUES = {cls: operator.attrgetter(*names) for cls, names in _COMMAND_F
 
 
 def command_record(seq: int, ts_us: int, command: Command) -> tuple[Any, ...]:
-    """Return what the event loop records for one command: (seq, ts_us, class, fields)."""
+    """Return what the event loop records for one command: seq, ts_us, class, then fields."""
     cls = type(command)
-    return (seq, ts_us, cls, _COMMAND_VALUES[cls](command))
+    return (seq, ts_us, cls, *_COMMAND_VALUES[cls](command))
 
 
 def command_body(command: Command) -> str:
@@ -189,7 +192,8 @@ def _command_dict(command: Any) -> dict[str, Any]:
 
 def command_row(record: tuple[Any, ...]) -> tuple[Any, ...]:
     """Return the ``commands`` row of one :func:`command_record`, in schema column order."""
-    seq, ts_us, cls, values = record
+    seq, ts_us, cls = record[:3]
+    values = record[3:]
     body = dict(zip(_COMMAND_FIELDS[cls], values))
     if cls is RejectOrder:
         # A RejectOrder belongs to the order it wraps.
@@ -218,3 +222,37 @@ def alert_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     if isinstance(features, str):
         return row
     return (*row[:7], features_json(features), *row[8:])
+
+
+# Values per record in the flat lists of a batch, for the tables whose records have one
+# width. Events and commands take their width from their kind or class.
+_WIDTHS = {table.name: len(table.columns) for table in CHAINED_TABLES}
+_EVENT_WIDTHS = {name: _EVENT_FIELDS_AT + len(cls._fields) for name, cls in (
+    (cls.__name__, cls) for cls in _EVENT_COLUMNS
+)}
+_COMMAND_WIDTHS = {cls: 3 + len(names) for cls, names in _COMMAND_FIELDS.items()}
+
+
+def split_records(table: str, values: list[Any]) -> list[tuple[Any, ...]]:
+    """Return the records of ``table`` that a batch keeps end to end in one flat list.
+
+    The event loop appends each record's values to the list rather than the record as a
+    tuple: a pending tuple of many fields would be scanned by every garbage collection
+    until its batch commits.
+    """
+    if table == "events":
+        return _split_by_width(values, 3, _EVENT_WIDTHS)
+    if table == "commands":
+        return _split_by_width(values, 2, _COMMAND_WIDTHS)
+    width = _WIDTHS[table]
+    return list(zip(*[iter(values)] * width))
+
+
+def _split_by_width(values: list[Any], key_at: int, widths: dict[Any, int]) -> list[tuple[Any, ...]]:
+    records = []
+    start = 0
+    while start < len(values):
+        end = start + widths[values[start + key_at]]
+        records.append(tuple(values[start:end]))
+        start = end
+    return records

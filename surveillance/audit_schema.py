@@ -8,10 +8,10 @@ Every ``ts_us`` is integer microseconds since the Unix epoch, UTC, from the audi
 (see the ``clock_log`` table), and every price is integer price units
 (``engine.orders.PRICE_SCALE``).
 
-Every index costs each row written about 0.8 µs (``bench/bench_audit.py``'s machine), so
-the tables written for every order (messages, commands, events, decisions) carry only
-the indexes that ResendRequests and the lookups by ClOrdID (11) and OrderID (37) need,
-most of them partial so that rows without the key cost nothing. NOTE: no index covers
+Every index entry costs a row about 0.8 µs to write (``bench/bench_audit.py``'s machine).
+So the tables written for every order (messages, commands, events, decisions) carry only
+the indexes that ResendRequests and the lookups by ClOrdID (11) and OrderID (37) need.
+Most are partial, so rows without the key cost nothing. NOTE: no index covers
 ``session_id, ts_us``, so queries of one session's activity in a time window read the
 whole table. Files written before this index set keep their older, larger set.
 """

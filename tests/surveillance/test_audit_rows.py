@@ -99,13 +99,12 @@ def test_command_row_matches_command_to_dict(command: object) -> None:
 
 @pytest.mark.parametrize(
     ("record", "fields_at"),
-    [(event_record(1, 2, 3, EXECUTION), slice(4, None)), (command_record(4, 5, COMMANDS[0]), 3)],
+    [(event_record(1, 2, 3, EXECUTION), 4), (command_record(4, 5, COMMANDS[0]), 3)],
     ids=["event", "command"],
 )
-def test_pipe_sends_enums_as_str(record: tuple[object, ...], fields_at: slice | int) -> None:
+def test_pipe_sends_enums_as_str(record: tuple[object, ...], fields_at: int) -> None:
     """Enum members reach the writer as plain str, which the hash chain's marshal needs."""
-    fields = through_pipe(record)[fields_at]
-    assert isinstance(fields, tuple)
+    fields = through_pipe(record)[fields_at:]
     assert {type(value) for value in fields if isinstance(value, str)} == {str}
 
 
