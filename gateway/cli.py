@@ -28,9 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fixgw", description="FIX gateway appliance for trading venues."
     )
     parser.add_argument(
-        "--log-level", default="WARNING",
+        "--log-level", default=None,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging threshold for messages on standard error (default: WARNING)",
+        help="logging threshold for messages on standard error (default: INFO for serve, "
+        "which logs logons, logouts, resends and rejects but nothing per message; "
+        "WARNING for the other commands)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -101,8 +103,9 @@ def _add_conformance_parser(commands: argparse._SubParsersAction) -> None:  # ty
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    log_level = args.log_level or ("INFO" if args.command == "serve" else "WARNING")
     logging.basicConfig(
-        level=getattr(logging, args.log_level),
+        level=getattr(logging, log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     handlers = {
