@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Union, get_args
 
 from engine.orders import OrdRejReason, OrdType, Side, TimeInForce, TradingPhase
 
@@ -175,20 +175,7 @@ Command = Union[
     SetTradingPhase,
 ]
 
-COMMAND_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        NewOrder,
-        CancelOrder,
-        ReplaceOrder,
-        OrderStatusRequest,
-        MassCancel,
-        RejectOrder,
-        AdvanceTime,
-        EndOfDay,
-        SetTradingPhase,
-    )
-}
+COMMAND_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(Command)}
 
 
 def command_to_dict(command: Command) -> dict[str, Any]:

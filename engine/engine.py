@@ -206,7 +206,7 @@ class MatchingEngine:
     def next_expiry_us(self) -> int | None:
         """Return the earliest ExpireTime (126) of a waiting GTD order, or None.
 
-        The time may belong to an order that has since finished; an AdvanceTime to it then
+        The time may belong to an order that has since finished. An AdvanceTime to it then
         expires nothing, so a scheduler may use this value without checking.
         """
         return self._expiry_heap[0][0] if self._expiry_heap else None

@@ -253,8 +253,8 @@ class Appliance:
             return
         outcome = normalise(session.session_id, message)
         if isinstance(outcome, NewOrder) and self._is_poss_resend_duplicate(outcome, message):
-            # FIX: a PossResend (97) order whose ClOrdID (11) the venue already has is the
-            # same order sent again; answer with its current status instead of booking it.
+            # A PossResend (97) order whose ClOrdID (11) the venue already has is the same
+            # order sent again, so the venue replies with its current status instead.
             logger.info(
                 "%s: PossResend NewOrderSingle %s already received; sending its status",
                 session.session_id, outcome.cl_ord_id,
@@ -348,7 +348,7 @@ class Appliance:
     def _check_risk(
         self, session: Session, command: NewOrder | ReplaceOrder
     ) -> Command | None:
-        """Return the command to journal, or None when a rejected replace was answered."""
+        """Return the command to journal, or None after sending the reject of a replace."""
         decision = self.risk.check(command)
         self.audit.record_decision(
             session_id=session.session_id,

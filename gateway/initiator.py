@@ -121,8 +121,36 @@ def parse_price(text: str) -> int:
     return int(scaled)
 
 
-def _transact_time() -> str:
+def utc_timestamp() -> str:
+    """Return the current UTC time as a FIX UTCTimestamp with milliseconds."""
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H:%M:%S.%f")[:-3]
+
+
+def encode_message(
+    begin_string: str,
+    msg_type: str,
+    sender_comp_id: str,
+    target_comp_id: str,
+    msg_seq_num: int,
+    sending_time: str,
+    fields: list[tuple[int, str]],
+    *,
+    poss_dup: bool = False,
+    orig_sending_time: str | None = None,
+) -> bytes:
+    """Encode one message with simplefix, the broker-side tools' reference codec."""
+    message = simplefix.FixMessage()
+    for tag, value in ((8, begin_string), (35, msg_type), (49, sender_comp_id),
+                       (56, target_comp_id), (34, str(msg_seq_num))):
+        message.append_pair(tag, value, header=True)
+    if poss_dup:
+        message.append_pair(43, "Y", header=True)
+    if orig_sending_time is not None:
+        message.append_pair(122, orig_sending_time, header=True)
+    message.append_pair(52, sending_time, header=True)
+    for tag, value in fields:
+        message.append_pair(tag, value)
+    return message.encode()
 
 
 def new_order_single(
@@ -147,7 +175,7 @@ def new_order_single(
         fields.append((1, account))
     if begin_string == "FIX.4.2":
         fields.append((21, "1"))
-    fields += [(55, symbol), (54, side.value), (60, _transact_time()), (38, str(order_qty))]
+    fields += [(55, symbol), (54, side.value), (60, utc_timestamp()), (38, str(order_qty))]
     fields.append((40, ord_type.value))
     if price is not None:
         fields.append((44, format_price(price)))
@@ -172,7 +200,7 @@ def order_cancel_request(
     fields: list[tuple[int, str]] = [(11, cl_ord_id), (41, orig_cl_ord_id)]
     if order_id:
         fields.append((37, order_id))
-    fields += [(55, symbol), (54, side.value), (60, _transact_time()), (38, str(order_qty))]
+    fields += [(55, symbol), (54, side.value), (60, utc_timestamp()), (38, str(order_qty))]
     return fields
 
 
@@ -198,7 +226,7 @@ def order_cancel_replace_request(
         fields.append((37, order_id))
     if begin_string == "FIX.4.2":
         fields.append((21, "1"))
-    fields += [(55, symbol), (54, side.value), (60, _transact_time()), (38, str(order_qty))]
+    fields += [(55, symbol), (54, side.value), (60, utc_timestamp()), (38, str(order_qty))]
     fields.append((40, ord_type.value))
     if price is not None:
         fields.append((44, format_price(price)))
@@ -497,21 +525,13 @@ class FixInitiator:
     ) -> int:
         if self._writer is None or self._writer.is_closing():
             raise SessionClosedError(f"{self.session_id}: connection is closed; cannot send {msg_type!r}")
-        message = simplefix.FixMessage()
-        message.append_pair(8, self.begin_string, header=True)
-        message.append_pair(35, msg_type, header=True)
-        message.append_pair(49, self.sender_comp_id, header=True)
-        message.append_pair(56, self.target_comp_id, header=True)
         if msg_seq_num is None:
             msg_seq_num = self.next_sender_seq_num
             self.next_sender_seq_num += 1
-        message.append_pair(34, msg_seq_num, header=True)
-        if poss_dup:
-            message.append_pair(43, "Y", header=True)
-        message.append_pair(52, _transact_time(), header=True)
-        for tag, value in fields:
-            message.append_pair(tag, value)
-        self._writer.write(message.encode())
+        self._writer.write(encode_message(
+            self.begin_string, msg_type, self.sender_comp_id, self.target_comp_id,
+            msg_seq_num, utc_timestamp(), fields, poss_dup=poss_dup,
+        ))
         self._last_sent = time.monotonic()
         return msg_seq_num
 

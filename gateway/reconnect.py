@@ -25,11 +25,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import simplefix
 
 from gateway.initiator import (
+    encode_message,
+    utc_timestamp,
     DEFAULT_HEARTBEAT_INTERVAL_S,
     DEFAULT_LOGOUT_TIMEOUT_S,
     DEFAULT_RECEIVE_TIMEOUT_S,
@@ -70,10 +71,6 @@ class _MessageStore:
     def reset(self) -> None:
         self.next_sender_seq_num = self.next_target_seq_num = 1
         self.sent.clear()
-
-
-def _utc_timestamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H:%M:%S.%f")[:-3]
 
 
 class _StoredConnection(FixInitiator):
@@ -202,7 +199,7 @@ class _StoredConnection(FixInitiator):
 
     def _send_gap_fill(self, begin_seq_no: int, new_seq_no: int) -> None:
         self._write("4", [(123, "Y"), (36, str(new_seq_no))], msg_seq_num=begin_seq_no,
-                    poss_dup=True, orig_sending_time=_utc_timestamp())
+                    poss_dup=True, orig_sending_time=utc_timestamp())
 
     async def _send(self, msg_type: str, fields: list[tuple[int, str]]) -> int:
         msg_seq_num = self._write(msg_type, fields)
@@ -227,23 +224,16 @@ class _StoredConnection(FixInitiator):
         """Write one message; a new one (``msg_seq_num`` None) is stored first."""
         if self._writer is None or self._writer.is_closing():
             raise SessionClosedError(f"{self.session_id}: connection is closed; cannot send {msg_type!r}")
-        sending_time = _utc_timestamp()
+        sending_time = utc_timestamp()
         if msg_seq_num is None:
             msg_seq_num = self.next_sender_seq_num
             self.next_sender_seq_num += 1
             self._store.sent[msg_seq_num] = _Sent(msg_type, fields, sending_time)
-        message = simplefix.FixMessage()
-        for tag, value in ((8, self.begin_string), (35, msg_type), (49, self.sender_comp_id),
-                           (56, self.target_comp_id), (34, str(msg_seq_num))):
-            message.append_pair(tag, value, header=True)
-        if poss_dup:
-            message.append_pair(43, "Y", header=True)
-        if orig_sending_time is not None:
-            message.append_pair(122, orig_sending_time, header=True)
-        message.append_pair(52, sending_time, header=True)
-        for tag, value in fields:
-            message.append_pair(tag, value)
-        self._writer.write(message.encode())
+        self._writer.write(encode_message(
+            self.begin_string, msg_type, self.sender_comp_id, self.target_comp_id,
+            msg_seq_num, sending_time, fields,
+            poss_dup=poss_dup, orig_sending_time=orig_sending_time,
+        ))
         self._last_sent = time.monotonic()
         return msg_seq_num
 

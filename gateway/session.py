@@ -88,7 +88,7 @@ DISCONNECT_FACTOR = 2.4
 
 
 class SessionState(enum.Enum):
-    """Where a session is in its life; one value, never parallel flags."""
+    """The stage of a session's life, kept as one value rather than parallel flags."""
 
     DISCONNECTED = "disconnected"  # no TCP connection is bound to the session
     ACTIVE = "active"  # Logon exchanged; messages flow both ways

@@ -483,7 +483,7 @@ def _parse_id(text: str, base_dir: Path) -> str:
 
 
 def _parse_port(text: str, base_dir: Path) -> int:
-    # Port 0 asks the operating system for a free port; `fixgw serve` prints the one bound.
+    # Port 0 requests a free port from the operating system, and `fixgw serve` prints it.
     if not _DIGITS.fullmatch(text) or not 0 <= int(text) <= 65535:
         raise _InvalidValue("expected a TCP port number from 0 (any free port) to 65535")
     return int(text)

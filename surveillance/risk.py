@@ -188,8 +188,8 @@ class RiskGate:
 
         order_qty = command.order_qty
         if command.ord_type is OrdType.MARKET or command.ord_type is OrdType.STOP:
-            # A stop order becomes a market order when triggered, so it has no Price (44);
-            # its notional is taken at StopPx (99), the price that triggers it.
+            # A stop order becomes a market order when triggered, so it has no Price (44).
+            # Its notional is taken at StopPx (99), the price that triggers it.
             stop_px = command.stop_px if command.ord_type is OrdType.STOP else None
             notional_price, basis = (
                 (stop_px, "StopPx (99)") if stop_px is not None

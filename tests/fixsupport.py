@@ -1,8 +1,8 @@
 """Test support: an appliance on its own event-loop thread and a scripted raw FIX client.
 
 The raw client encodes and parses with simplefix, the independent reference codec, and
-speaks whatever the test tells it to, wrong sequence numbers included. It never answers
-anything by itself, so every session-level exchange is visible in the test.
+sends exactly the messages the test builds, wrong sequence numbers included. It never
+replies to anything by itself, so every session-level exchange is visible in the test.
 """
 
 from __future__ import annotations
