@@ -30,6 +30,10 @@ fixgw runs with the full order model on: an instrument with tick size, lot size 
 price limits, and both sessions in firms with self-match prevention, so the check runs
 on every fill. Buys come from one firm and sells from the other, so no order is
 actually cancelled by it and every book sees the same trades.
+
+fixgw runs with its compiled fast paths (``engine._cengine``) when they are built, and
+then once more without them, as "fixgw, pure Python", so both figures come from the same
+run. ``--floor`` times what the event contract costs in pure Python.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ class Workload:
 # Workload generation.
 
 
-def fixgw_engine() -> MatchingEngine:
+def fixgw_engine(compiled: bool | None = None) -> MatchingEngine:
     """Return the engine with the full order model on, as the benchmark runs it."""
     instrument = Instrument(
         SYMBOL, tick_size=1, lot_size=1, low_limit_price=1, high_limit_price=10 * MID_PRICE
@@ -104,7 +108,7 @@ def fixgw_engine() -> MatchingEngine:
         Firm("BUYER", (BUY_SESSION,), SelfMatchPrevention.CANCEL_RESTING),
         Firm("SELLER", (SELL_SESSION,), SelfMatchPrevention.CANCEL_RESTING),
     ]
-    return MatchingEngine([instrument], firms=firms)
+    return MatchingEngine([instrument], firms=firms, compiled=compiled)
 
 
 def generate(name: str, count: int, spread_ticks: int, cancel_share: float, replace_share: float) -> Workload:
@@ -187,8 +191,8 @@ def fixgw_command(op: Op, index: int, is_buy: dict[int, bool]) -> Any:
 # Books under test: each returns a fresh book's list of calls for a workload.
 
 
-def prepare_fixgw(workload: Workload) -> list[Call]:
-    engine = fixgw_engine()
+def prepare_fixgw(workload: Workload, compiled: bool | None = None) -> list[Call]:
+    engine = fixgw_engine(compiled)
     process = engine.process
     return [
         (process, (fixgw_command(op, index, workload.is_buy),))
@@ -548,6 +552,13 @@ def measure_floor(workloads: list[Workload]) -> None:
 def peers() -> list[tuple[str, Callable[[Workload], list[Call]], str]]:
     """Return (name, prepare, package) for fixgw and every peer that is installed."""
     books: list[tuple[str, Callable[[Workload], list[Call]], str]] = [("fixgw", prepare_fixgw, "")]
+    if fixgw_engine().compiled:
+        # The same engine without its compiled fast paths, as it runs where no C
+        # compiler built engine._cengine.
+        books.append(("fixgw, pure Python", lambda w: prepare_fixgw(w, compiled=False), ""))
+    else:
+        print("fixgw runs without its compiled fast paths: engine._cengine is not built "
+              "or FIXGW_NO_EXTENSIONS is set")
     candidates = [
         ("lightmatchingengine", prepare_lightmatchingengine, "lightmatchingengine"),
         ("pyorderbook", prepare_pyorderbook, "pyorderbook"),

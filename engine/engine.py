@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 from bisect import insort
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -128,7 +129,15 @@ class MatchingEngine:
         *,
         firms: Iterable[Firm] = (),
         id_prefix: str = "",
+        compiled: bool | None = None,
     ) -> None:
+        """List ``instruments``, with the broker ``firms`` for self-match prevention.
+
+        ``id_prefix`` starts every OrderID (37), ExecID (17) and TradeID (1003).
+        ``compiled`` chooses the compiled fast paths of :mod:`engine._cengine`: None uses
+        them when they are built (and ``FIXGW_NO_EXTENSIONS`` is not set), True requires
+        them, False runs pure Python. Both give the same events.
+        """
         self._books: dict[str, OrderBook] = {}
         # Every order received, finished ones included, by OrderID (37).
         self._orders: dict[str, Order] = {}
@@ -166,6 +175,11 @@ class MatchingEngine:
         }
         for instrument in instruments:
             self.add_instrument(instrument)
+        self.compiled = _use_compiled(compiled)
+        if self.compiled:
+            # An instance attribute, so engine.process(command) calls the compiled code,
+            # which hands every case it does not take to MatchingEngine.process.
+            self.process = _cengine.Accelerator(self, MatchingEngine.process).process  # type: ignore[method-assign]
 
     # Public API.
 
@@ -1134,6 +1148,18 @@ class MatchingEngine:
             )
 
 
+def _use_compiled(compiled: bool | None) -> bool:
+    if compiled is None:
+        return _cengine is not None
+    if compiled and _cengine is None:
+        raise RuntimeError(
+            "the compiled engine is not available: "
+            + (_CENGINE_MISSING or "it is turned off by FIXGW_NO_EXTENSIONS")
+            + "; reinstall with a C compiler (pip install -e .) or pass compiled=False"
+        )
+    return compiled
+
+
 _SELF_MATCH_RESTING_TEXT = "self-match prevention: canceled the resting order of the same firm"
 _SELF_MATCH_INCOMING_TEXT = (
     "self-match prevention: canceled the incoming order, which would trade with its own firm"
@@ -1198,3 +1224,31 @@ def _remainder_text(order: Order) -> str:
         f"{order.time_in_force.name} order: no liquidity left at the limit price for the "
         f"remaining {order.leaves_qty} of OrderQty (38) {order.order_qty}"
     )
+
+
+def _load_compiled() -> tuple[Any, str]:
+    """Return the compiled fast paths, configured, or None and why they are not used."""
+    if os.environ.get("FIXGW_NO_EXTENSIONS"):
+        return None, ""
+    try:
+        from engine import _cengine as module
+    except ImportError as exc:
+        return None, f"engine._cengine is not built ({exc})"
+    from engine.book import BookSide
+
+    module.configure({
+        "Order": Order, "PriceLevel": PriceLevel, "BookSide": BookSide,
+        "Instrument": Instrument, "Firm": Firm,
+        "ExecutionEvent": ExecutionEvent, "Trade": Trade,
+        "NewOrder": NewOrder, "CancelOrder": CancelOrder, "ReplaceOrder": ReplaceOrder,
+        "BUY": _BUY, "LIMIT": _LIMIT, "CONTINUOUS": _CONTINUOUS, "DAY": _DAY, "GTC": _GTC,
+        "SMP_NONE": _SMP_NONE, "NEW": _NEW, "PARTIALLY_FILLED": _PARTIALLY_FILLED,
+        "FILLED": _FILLED, "CANCELED": _CANCELED, "EXEC_NEW": _EXEC_NEW,
+        "EXEC_TRADE": _EXEC_TRADE, "EXEC_CANCELED": _EXEC_CANCELED,
+        "EXEC_REPLACED": _EXEC_REPLACED,
+        "SELF_MATCH_INCOMING_TEXT": _SELF_MATCH_INCOMING_TEXT,
+    })
+    return module, ""
+
+
+_cengine, _CENGINE_MISSING = _load_compiled()

@@ -1,0 +1,1727 @@
+/*
+ * Compiled fast paths of engine.engine.MatchingEngine.
+ *
+ * The engine's state stays in its Python objects (Order, PriceLevel, BookSide, OrderBook
+ * and the engine's dicts), so every other part of the engine, the market data, the
+ * auction and check() read the same books whichever path changed them. This module
+ * carries out the common commands on those objects:
+ *
+ *   - a NewOrder for a plain DAY or GTC limit order in continuous trading,
+ *   - a CancelOrder of a live order that rests in the book,
+ *   - a ReplaceOrder of such an order that stays a plain DAY or GTC limit order,
+ *
+ * and the matching loop, filling resting orders that show their whole quantity. Every
+ * other case goes to the Python code, before anything changed: a command the fast path
+ * does not take is handed to MatchingEngine.process, and the matching loop hands the
+ * rest of a match to MatchingEngine._match at the first resting order that is an
+ * iceberg or belongs to the aggressor's firm under self-match prevention, or where a
+ * fill would reach 2**31 in price or quantity. The Python code then continues from the same state, so both
+ * paths give the same events, byte for byte; tests run the engine both ways.
+ *
+ * Slots of Order, PriceLevel, BookSide, Instrument, Firm and the command classes are
+ * read and written at the offsets of their member descriptors, found once by name, so
+ * a renamed slot fails at start-up rather than misbehaving.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+/* Quantities and prices are handled as C integers below this bound, so that a product
+ * of two of them (a notional) cannot overflow an int64. */
+#define SMALL_BOUND (((long long)1) << 31)
+#define BIG_BOUND (((long long)1) << 62)
+
+/* ------------------------------------------------------------------ configuration */
+
+enum {
+    O_ORDER_ID, O_SESSION_ID, O_CL_ORD_ID, O_SYMBOL, O_SIDE, O_ORD_TYPE, O_TIME_IN_FORCE,
+    O_PRICE, O_ORDER_QTY, O_CUM_QTY, O_LEAVES_QTY, O_VISIBLE_QTY, O_CUM_NOTIONAL,
+    O_ORD_STATUS, O_ACCOUNT, O_SEQ, O_NUM, O_STOP_PX, O_DISPLAY_QTY, O_MIN_QTY,
+    O_POST_ONLY, O_EXPIRE_TIME_US, O_EXPIRE_DATE, O_FIRM, O_SELF_MATCH, O_TRIGGERED,
+    O_COUNT
+};
+static const char *ORDER_SLOTS[O_COUNT] = {
+    "order_id", "session_id", "cl_ord_id", "symbol", "side", "ord_type", "time_in_force",
+    "price", "order_qty", "cum_qty", "leaves_qty", "visible_qty", "cum_notional",
+    "ord_status", "account", "seq", "num", "stop_px", "display_qty", "min_qty",
+    "post_only", "expire_time_us", "expire_date", "firm", "self_match", "triggered",
+};
+
+enum { L_PRICE, L_TOTAL_QTY, L_LEAVES_QTY, L_ORDERS, L_COUNT };
+static const char *LEVEL_SLOTS[L_COUNT] = {"price", "total_qty", "leaves_qty", "orders"};
+
+enum { S_SIGN, S_KEYS, S_LEVELS, S_COUNT };
+static const char *SIDE_SLOTS[S_COUNT] = {"sign", "keys", "levels"};
+
+enum { I_TICK_SIZE, I_LOT_SIZE, I_LOW_LIMIT_PRICE, I_HIGH_LIMIT_PRICE, I_COUNT };
+static const char *INSTRUMENT_SLOTS[I_COUNT] = {
+    "tick_size", "lot_size", "low_limit_price", "high_limit_price",
+};
+
+enum { F_SELF_MATCH_PREVENTION, F_COUNT };
+static const char *FIRM_SLOTS[F_COUNT] = {"self_match_prevention"};
+
+enum {
+    N_SESSION_ID, N_CL_ORD_ID, N_SYMBOL, N_SIDE, N_ORD_TYPE, N_ORDER_QTY, N_PRICE,
+    N_TIME_IN_FORCE, N_ACCOUNT, N_STOP_PX, N_DISPLAY_QTY, N_MIN_QTY, N_POST_ONLY,
+    N_EXPIRE_TIME_US, N_EXPIRE_DATE, N_COUNT
+};
+static const char *NEW_ORDER_SLOTS[N_COUNT] = {
+    "session_id", "cl_ord_id", "symbol", "side", "ord_type", "order_qty", "price",
+    "time_in_force", "account", "stop_px", "display_qty", "min_qty", "post_only",
+    "expire_time_us", "expire_date",
+};
+
+enum { C_SESSION_ID, C_CL_ORD_ID, C_ORIG_CL_ORD_ID, C_SYMBOL, C_SIDE, C_ORDER_ID, C_COUNT };
+static const char *CANCEL_SLOTS[C_COUNT] = {
+    "session_id", "cl_ord_id", "orig_cl_ord_id", "symbol", "side", "order_id",
+};
+
+enum {
+    R_SESSION_ID, R_CL_ORD_ID, R_ORIG_CL_ORD_ID, R_SYMBOL, R_SIDE, R_ORD_TYPE, R_ORDER_QTY,
+    R_PRICE, R_TIME_IN_FORCE, R_ORDER_ID, R_STOP_PX, R_DISPLAY_QTY, R_EXPIRE_TIME_US,
+    R_EXPIRE_DATE, R_COUNT
+};
+static const char *REPLACE_SLOTS[R_COUNT] = {
+    "session_id", "cl_ord_id", "orig_cl_ord_id", "symbol", "side", "ord_type", "order_qty",
+    "price", "time_in_force", "order_id", "stop_px", "display_qty", "expire_time_us",
+    "expire_date",
+};
+
+static Py_ssize_t order_off[O_COUNT], level_off[L_COUNT], side_off[S_COUNT];
+static Py_ssize_t instrument_off[I_COUNT], firm_off[F_COUNT];
+static Py_ssize_t new_off[N_COUNT], cancel_off[C_COUNT], replace_off[R_COUNT];
+
+/* Classes and enum members, set by configure(). */
+static PyTypeObject *Order_type, *PriceLevel_type, *ExecutionEvent_type, *Trade_type;
+static PyObject *NewOrder_type, *CancelOrder_type, *ReplaceOrder_type;
+static PyObject *BUY, *LIMIT, *CONTINUOUS, *DAY, *GTC, *SMP_NONE;
+static PyObject *ST_NEW, *ST_PARTIALLY_FILLED, *ST_FILLED, *ST_CANCELED;
+static PyObject *EX_NEW, *EX_TRADE, *EX_CANCELED, *EX_REPLACED;
+static PyObject *SELF_MATCH_INCOMING_TEXT;
+static int configured = 0;
+
+/* Interned names. */
+static PyObject *s_instrument, *s_phase, *s_bids, *s_asks, *s_stops, *s_last_px, *s_last_qty;
+static PyObject *s_order_count, *s_exec_count, *s_trade_count, *s_seq;
+static PyObject *s_match, *s_run_stops, *s_cancel_remainder;
+static PyObject *s_empty;
+
+static int
+slot_offsets(PyObject *cls, const char **names, Py_ssize_t *offsets, int count)
+{
+    for (int i = 0; i < count; i++) {
+        PyObject *descr = PyObject_GetAttrString(cls, names[i]);
+        if (descr == NULL) {
+            return -1;
+        }
+        if (Py_TYPE(descr) != &PyMemberDescr_Type) {
+            PyErr_Format(PyExc_TypeError, "%R.%s is not a slot", cls, names[i]);
+            Py_DECREF(descr);
+            return -1;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "%R.%s is not an object slot", cls, names[i]);
+            Py_DECREF(descr);
+            return -1;
+        }
+        offsets[i] = member->offset;
+        Py_DECREF(descr);
+    }
+    return 0;
+}
+
+static PyObject *
+take_item(PyObject *ns, const char *name)
+{
+    PyObject *value = PyDict_GetItemString(ns, name);
+    if (value == NULL) {
+        PyErr_Format(PyExc_KeyError, "configure() needs %s", name);
+        return NULL;
+    }
+    Py_INCREF(value);
+    return value;
+}
+
+#define TAKE(var, name) do { if ((var = (void *)take_item(ns, name)) == NULL) return NULL; } while (0)
+
+static PyObject *
+configure(PyObject *module, PyObject *ns)
+{
+    if (!PyDict_Check(ns)) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes a dict");
+        return NULL;
+    }
+    PyObject *cls;
+    TAKE(Order_type, "Order");
+    TAKE(PriceLevel_type, "PriceLevel");
+    TAKE(ExecutionEvent_type, "ExecutionEvent");
+    TAKE(Trade_type, "Trade");
+    TAKE(NewOrder_type, "NewOrder");
+    TAKE(CancelOrder_type, "CancelOrder");
+    TAKE(ReplaceOrder_type, "ReplaceOrder");
+    TAKE(BUY, "BUY");
+    TAKE(LIMIT, "LIMIT");
+    TAKE(CONTINUOUS, "CONTINUOUS");
+    TAKE(DAY, "DAY");
+    TAKE(GTC, "GTC");
+    TAKE(SMP_NONE, "SMP_NONE");
+    TAKE(ST_NEW, "NEW");
+    TAKE(ST_PARTIALLY_FILLED, "PARTIALLY_FILLED");
+    TAKE(ST_FILLED, "FILLED");
+    TAKE(ST_CANCELED, "CANCELED");
+    TAKE(EX_NEW, "EXEC_NEW");
+    TAKE(EX_TRADE, "EXEC_TRADE");
+    TAKE(EX_CANCELED, "EXEC_CANCELED");
+    TAKE(EX_REPLACED, "EXEC_REPLACED");
+    TAKE(SELF_MATCH_INCOMING_TEXT, "SELF_MATCH_INCOMING_TEXT");
+    if (slot_offsets((PyObject *)Order_type, ORDER_SLOTS, order_off, O_COUNT) < 0
+        || slot_offsets((PyObject *)PriceLevel_type, LEVEL_SLOTS, level_off, L_COUNT) < 0
+        || slot_offsets(NewOrder_type, NEW_ORDER_SLOTS, new_off, N_COUNT) < 0
+        || slot_offsets(CancelOrder_type, CANCEL_SLOTS, cancel_off, C_COUNT) < 0
+        || slot_offsets(ReplaceOrder_type, REPLACE_SLOTS, replace_off, R_COUNT) < 0) {
+        return NULL;
+    }
+    TAKE(cls, "BookSide");
+    int failed = slot_offsets(cls, SIDE_SLOTS, side_off, S_COUNT);
+    Py_DECREF(cls);
+    TAKE(cls, "Instrument");
+    failed = failed || slot_offsets(cls, INSTRUMENT_SLOTS, instrument_off, I_COUNT);
+    Py_DECREF(cls);
+    TAKE(cls, "Firm");
+    failed = failed || slot_offsets(cls, FIRM_SLOTS, firm_off, F_COUNT);
+    Py_DECREF(cls);
+    if (failed) {
+        return NULL;
+    }
+    /* Order and PriceLevel are built here with tp_alloc and their slots filled in, so
+     * they must be plain slotted classes; the events are tuple subclasses. */
+    if (!PyType_IsSubtype(ExecutionEvent_type, &PyTuple_Type)
+        || !PyType_IsSubtype(Trade_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "events must be named tuples");
+        return NULL;
+    }
+    configured = 1;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ small helpers */
+
+static inline void
+set_slot(PyObject *obj, Py_ssize_t off, PyObject *value)  /* steals value */
+{
+    PyObject *old = SLOT(obj, off);
+    SLOT(obj, off) = value;
+    Py_XDECREF(old);
+}
+
+static inline void
+set_slot_ref(PyObject *obj, Py_ssize_t off, PyObject *value)  /* borrows value */
+{
+    Py_INCREF(value);
+    set_slot(obj, off, value);
+}
+
+static inline int
+set_slot_ll(PyObject *obj, Py_ssize_t off, long long value)
+{
+    PyObject *number = PyLong_FromLongLong(value);
+    if (number == NULL) {
+        return -1;
+    }
+    set_slot(obj, off, number);
+    return 0;
+}
+
+/* The value of an exact int in [-BIG_BOUND, BIG_BOUND], else 0 with *ok = 0. */
+static inline long long
+as_ll(PyObject *obj, int *ok)
+{
+    if (obj == NULL || !PyLong_CheckExact(obj)) {
+        *ok = 0;
+        return 0;
+    }
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow || value > BIG_BOUND || value < -BIG_BOUND) {
+        *ok = 0;
+        return 0;
+    }
+    return value;
+}
+
+static inline int
+is_false_value(PyObject *obj)  /* 0, False or None: Python's "not obj" for these slots */
+{
+    if (obj == Py_None || obj == Py_False) {
+        return 1;
+    }
+    if (PyLong_CheckExact(obj)) {
+        return Py_SIZE(obj) == 0;
+    }
+    return 0;
+}
+
+/* prefix + decimal number, as f"{prefix}{num}" gives. */
+static PyObject *
+make_id(PyObject *prefix, long long num)
+{
+    char buffer[24];
+    char *end = buffer + sizeof buffer - 1;
+    char *digits = end;
+    unsigned long long n = num < 0 ? -(unsigned long long)num : (unsigned long long)num;
+    *end = '\0';
+    do {
+        *--digits = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    if (num < 0) {
+        *--digits = '-';
+    }
+    Py_ssize_t len = end - digits;
+    if (PyUnicode_IS_ASCII(prefix)) {
+        Py_ssize_t plen = PyUnicode_GET_LENGTH(prefix);
+        PyObject *result = PyUnicode_New(plen + len, 127);
+        if (result == NULL) {
+            return NULL;
+        }
+        char *data = (char *)PyUnicode_DATA(result);
+        memcpy(data, PyUnicode_DATA(prefix), plen);
+        memcpy(data + plen, digits, len);
+        return result;
+    }
+    return PyUnicode_FromFormat("%U%s", prefix, digits);
+}
+
+/* Events, orders, levels and their OrderedDicts built here are taken off the garbage
+ * collector's lists, because none of them can be part of a reference cycle. An event
+ * contains strings, integers, None and enum members, and an order contains those and its
+ * firm. A level contains its orders, and none of these refer back to what contains them. Reference counting frees
+ * them, and the collector no longer scans every live order on each full collection,
+ * which cost about a third of the engine's time in the benchmark. CPython untracks
+ * tuples and dicts of atomic values for the same reason. */
+static PyObject *
+new_event(PyTypeObject *type, Py_ssize_t size)
+{
+    PyObject *event = type->tp_alloc(type, size);
+    if (event != NULL) {
+        PyObject_GC_UnTrack(event);
+    }
+    return event;
+}
+
+#define PUT(tuple, i, value) do { PyObject *v_ = (value); Py_INCREF(v_); PyTuple_SET_ITEM(tuple, i, v_); } while (0)
+#define PUT_NEW(tuple, i, value) PyTuple_SET_ITEM(tuple, i, value)
+
+/* An ExecutionEvent from the order's state, as MatchingEngine._execution builds it. */
+static PyObject *
+order_event(PyObject *order, PyObject *exec_id, PyObject *exec_type, PyObject *orig_cl_ord_id)
+{
+    PyObject *e = new_event(ExecutionEvent_type, 27);
+    if (e == NULL) {
+        Py_DECREF(exec_id);
+        return NULL;
+    }
+    PUT_NEW(e, 0, exec_id);
+    PUT(e, 1, exec_type);
+    PUT(e, 2, SLOT(order, order_off[O_ORD_STATUS]));
+    PUT(e, 3, SLOT(order, order_off[O_ORDER_ID]));
+    PUT(e, 4, SLOT(order, order_off[O_SESSION_ID]));
+    PUT(e, 5, SLOT(order, order_off[O_CL_ORD_ID]));
+    PUT(e, 6, orig_cl_ord_id);
+    PUT(e, 7, SLOT(order, order_off[O_SYMBOL]));
+    PUT(e, 8, SLOT(order, order_off[O_SIDE]));
+    PUT(e, 9, SLOT(order, order_off[O_ORD_TYPE]));
+    PUT(e, 10, SLOT(order, order_off[O_TIME_IN_FORCE]));
+    PUT(e, 11, SLOT(order, order_off[O_PRICE]));
+    PUT(e, 12, SLOT(order, order_off[O_ORDER_QTY]));
+    PUT(e, 13, SLOT(order, order_off[O_CUM_QTY]));
+    PUT(e, 14, SLOT(order, order_off[O_LEAVES_QTY]));
+    PUT(e, 15, SLOT(order, order_off[O_CUM_NOTIONAL]));
+    PUT_NEW(e, 16, PyLong_FromLong(0));
+    PUT_NEW(e, 17, PyLong_FromLong(0));
+    PUT(e, 18, Py_None);
+    PUT(e, 19, Py_None);
+    PUT(e, 20, s_empty);
+    PUT(e, 21, SLOT(order, order_off[O_STOP_PX]));
+    PUT(e, 22, SLOT(order, order_off[O_DISPLAY_QTY]));
+    PUT(e, 23, SLOT(order, order_off[O_MIN_QTY]));
+    PUT(e, 24, SLOT(order, order_off[O_POST_ONLY]));
+    PUT(e, 25, SLOT(order, order_off[O_EXPIRE_TIME_US]));
+    PUT(e, 26, SLOT(order, order_off[O_EXPIRE_DATE]));
+    return e;
+}
+
+/* ------------------------------------------------------------------ the accelerator */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *engine;
+    PyObject *edict;         /* engine.__dict__, where the counters live */
+    PyObject *books;         /* symbol -> OrderBook */
+    PyObject *orders;        /* OrderID -> Order */
+    PyObject *by_cl_ord_id;  /* session_id -> ClOrdID -> Order */
+    PyObject *firms;         /* session_id -> Firm */
+    PyObject *order_prefix, *exec_prefix, *trade_prefix;
+    PyObject *fallback;      /* MatchingEngine.process, unbound */
+    PyObject *cache;         /* OrderBook -> what book_entry() returns */
+} Accel;
+
+typedef struct {
+    long long order_count, exec_count, trade_count, seq;
+    long long order_count0, exec_count0, trade_count0, seq0;
+} Counters;
+
+static int
+load_one(Accel *a, PyObject *name, long long *value)
+{
+    PyObject *obj = PyDict_GetItemWithError(a->edict, name);
+    if (obj == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_AttributeError, "engine has no counter %U", name);
+        }
+        return -1;
+    }
+    *value = PyLong_AsLongLong(obj);
+    return (*value == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int
+load_counters(Accel *a, Counters *c)
+{
+    if (load_one(a, s_order_count, &c->order_count) < 0
+        || load_one(a, s_exec_count, &c->exec_count) < 0
+        || load_one(a, s_trade_count, &c->trade_count) < 0
+        || load_one(a, s_seq, &c->seq) < 0) {
+        return -1;
+    }
+    c->order_count0 = c->order_count;
+    c->exec_count0 = c->exec_count;
+    c->trade_count0 = c->trade_count;
+    c->seq0 = c->seq;
+    return 0;
+}
+
+static int
+store_one(Accel *a, PyObject *name, long long value)
+{
+    PyObject *obj = PyLong_FromLongLong(value);
+    if (obj == NULL) {
+        return -1;
+    }
+    int result = PyDict_SetItem(a->edict, name, obj);
+    Py_DECREF(obj);
+    return result;
+}
+
+/* Write back the counters that changed, before Python code runs or at the end. */
+static int
+store_counters(Accel *a, Counters *c)
+{
+    if ((c->order_count != c->order_count0 && store_one(a, s_order_count, c->order_count) < 0)
+        || (c->exec_count != c->exec_count0 && store_one(a, s_exec_count, c->exec_count) < 0)
+        || (c->trade_count != c->trade_count0 && store_one(a, s_trade_count, c->trade_count) < 0)
+        || (c->seq != c->seq0 && store_one(a, s_seq, c->seq) < 0)) {
+        return -1;
+    }
+    c->order_count0 = c->order_count;
+    c->exec_count0 = c->exec_count;
+    c->trade_count0 = c->trade_count;
+    c->seq0 = c->seq;
+    return 0;
+}
+
+/* Call a method of the engine with the counters written back, and reload them after. */
+static PyObject *
+call_engine(Accel *a, Counters *c, PyObject *name, PyObject *arg1, PyObject *arg2, PyObject *arg3)
+{
+    if (store_counters(a, c) < 0) {
+        return NULL;
+    }
+    PyObject *args[4] = {a->engine, arg1, arg2, arg3};
+    size_t nargs = arg3 != NULL ? 4 : (arg2 != NULL ? 3 : 2);
+    PyObject *result = PyObject_VectorcallMethod(name, args, nargs, NULL);
+    if (result == NULL) {
+        return NULL;
+    }
+    if (load_counters(a, c) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+/* What the fast paths read of an OrderBook that never changes after it is built:
+ * (bids, asks, instrument, stops), kept per book in Accel.cache. */
+enum { E_BIDS, E_ASKS, E_INSTRUMENT, E_STOPS, E_COUNT };
+
+static PyObject *
+book_entry(Accel *a, PyObject *book)
+{
+    PyObject *entry = PyDict_GetItemWithError(a->cache, book);
+    if (entry != NULL || PyErr_Occurred()) {
+        return entry;
+    }
+    entry = PyTuple_New(E_COUNT);
+    if (entry == NULL) {
+        return NULL;
+    }
+    PyObject *names[E_COUNT] = {s_bids, s_asks, s_instrument, s_stops};
+    for (int i = 0; i < E_COUNT; i++) {
+        PyObject *value = PyObject_GetAttr(book, names[i]);
+        if (value == NULL) {
+            Py_DECREF(entry);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(entry, i, value);
+    }
+    if (!PyDict_CheckExact(PyTuple_GET_ITEM(entry, E_STOPS))) {
+        PyErr_SetString(PyExc_TypeError, "OrderBook.stops must be a dict");
+        Py_DECREF(entry);
+        return NULL;
+    }
+    int failed = PyDict_SetItem(a->cache, book, entry);
+    Py_DECREF(entry);
+    return failed ? NULL : entry;  /* the cache holds it */
+}
+
+/* The side of the book an order of ``side`` rests on, and the opposite one (new
+ * references). */
+static int
+book_sides(Accel *a, PyObject *book, PyObject *side, PyObject **own, PyObject **opposite)
+{
+    PyObject *entry = book_entry(a, book);
+    if (entry == NULL) {
+        return -1;
+    }
+    PyObject *bids = PyTuple_GET_ITEM(entry, E_BIDS);
+    PyObject *asks = PyTuple_GET_ITEM(entry, E_ASKS);
+    *own = Py_NewRef(side == BUY ? bids : asks);
+    *opposite = Py_NewRef(side == BUY ? asks : bids);
+    return 0;
+}
+
+/* Take an empty level out of a side, as BookSide.drop_level does. */
+static int
+drop_level(PyObject *side, PyObject *key)
+{
+    PyObject *levels = SLOT(side, side_off[S_LEVELS]);
+    PyObject *keys = SLOT(side, side_off[S_KEYS]);
+    if (PyDict_DelItem(levels, key) < 0) {
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    if (n > 0 && PyList_GET_ITEM(keys, n - 1) == key) {
+        return PyList_SetSlice(keys, n - 1, n, NULL);
+    }
+    int ok = 1;
+    long long target = as_ll(key, &ok);
+    Py_ssize_t lo = 0, hi = n;
+    if (ok) {
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            long long value = as_ll(PyList_GET_ITEM(keys, mid), &ok);
+            if (!ok) {
+                break;
+            }
+            if (value < target) {
+                lo = mid + 1;
+            }
+            else {
+                hi = mid;
+            }
+        }
+    }
+    if (!ok) {
+        /* Keys beyond the C range: do it as Python would. */
+        PyObject *index = PyObject_CallMethod(keys, "index", "O", key);
+        if (index == NULL) {
+            return -1;
+        }
+        lo = PyLong_AsSsize_t(index);
+        Py_DECREF(index);
+        if (lo == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    return PyList_SetSlice(keys, lo, lo + 1, NULL);
+}
+
+/* Insert ``key`` (a new level) into the ascending key list of a side. */
+static int
+insert_key(PyObject *keys, PyObject *key, long long key_value)
+{
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    int ok = 1;
+    if (n == 0) {
+        return PyList_Append(keys, key);
+    }
+    long long last = as_ll(PyList_GET_ITEM(keys, n - 1), &ok);
+    if (ok && key_value > last) {
+        return PyList_Append(keys, key);
+    }
+    Py_ssize_t lo = 0, hi = n;
+    while (ok && lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        long long value = as_ll(PyList_GET_ITEM(keys, mid), &ok);
+        /* bisect.insort is insort_right: equal keys go after. */
+        if (key_value < value) {
+            hi = mid;
+        }
+        else {
+            lo = mid + 1;
+        }
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_OverflowError, "book key out of the fast path's range");
+        return -1;
+    }
+    return PyList_Insert(keys, lo, key);
+}
+
+/* Rest a live order at the back of its level, as MatchingEngine._rest does for an order
+ * without a display quantity. */
+static int
+rest(Counters *c, PyObject *order, PyObject *side_obj, long long price, long long leaves)
+{
+    c->seq += 1;
+    if (set_slot_ll(order, order_off[O_SEQ], c->seq) < 0) {
+        return -1;
+    }
+    set_slot_ref(order, order_off[O_VISIBLE_QTY], SLOT(order, order_off[O_LEAVES_QTY]));
+    long long sign = PyLong_AsLongLong(SLOT(side_obj, side_off[S_SIGN]));
+    if (sign == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    long long key_value = sign * price;
+    PyObject *key = PyLong_FromLongLong(key_value);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *levels = SLOT(side_obj, side_off[S_LEVELS]);
+    PyObject *level = PyDict_GetItemWithError(levels, key);
+    if (level == NULL) {
+        if (PyErr_Occurred()) {
+            goto error;
+        }
+        level = PriceLevel_type->tp_alloc(PriceLevel_type, 0);
+        if (level == NULL) {
+            goto error;
+        }
+        SLOT(level, level_off[L_PRICE]) = Py_NewRef(SLOT(order, order_off[O_PRICE]));
+        SLOT(level, level_off[L_TOTAL_QTY]) = PyLong_FromLong(0);
+        SLOT(level, level_off[L_LEAVES_QTY]) = PyLong_FromLong(0);
+        SLOT(level, level_off[L_ORDERS]) = PyODict_New();
+        PyObject_GC_UnTrack(level);
+        if (SLOT(level, level_off[L_ORDERS]) != NULL) {
+            PyObject_GC_UnTrack(SLOT(level, level_off[L_ORDERS]));
+        }
+        if (SLOT(level, level_off[L_ORDERS]) == NULL
+            || PyDict_SetItem(levels, key, level) < 0
+            || insert_key(SLOT(side_obj, side_off[S_KEYS]), key, key_value) < 0) {
+            Py_DECREF(level);
+            goto error;
+        }
+        Py_DECREF(level);  /* the dict holds it */
+    }
+    Py_DECREF(key);
+    if (PyODict_SetItem(SLOT(level, level_off[L_ORDERS]), order, Py_None) < 0) {
+        return -1;
+    }
+    int ok = 1;
+    long long total = as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
+    long long level_leaves = as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
+    if (ok) {
+        if (set_slot_ll(level, level_off[L_TOTAL_QTY], total + leaves) < 0
+            || set_slot_ll(level, level_off[L_LEAVES_QTY], level_leaves + leaves) < 0) {
+            return -1;
+        }
+        return 0;
+    }
+    /* Totals beyond the C range: Python integers. */
+    PyObject *qty = PyLong_FromLongLong(leaves);
+    if (qty == NULL) {
+        return -1;
+    }
+    PyObject *t = PyNumber_Add(SLOT(level, level_off[L_TOTAL_QTY]), qty);
+    PyObject *l = t == NULL ? NULL : PyNumber_Add(SLOT(level, level_off[L_LEAVES_QTY]), qty);
+    Py_DECREF(qty);
+    if (l == NULL) {
+        Py_XDECREF(t);
+        return -1;
+    }
+    set_slot(level, level_off[L_TOTAL_QTY], t);
+    set_slot(level, level_off[L_LEAVES_QTY], l);
+    return 0;
+
+error:
+    Py_DECREF(key);
+    return -1;
+}
+
+/* The first order of an OrderedDict (borrowed), or NULL when it is empty. */
+static PyObject *
+first_order(PyObject *orders)
+{
+    PyObject *it = PyObject_GetIter(orders);
+    if (it == NULL) {
+        return NULL;
+    }
+    PyObject *first = PyIter_Next(it);
+    Py_DECREF(it);
+    if (first != NULL) {
+        Py_DECREF(first);  /* the level still holds it */
+    }
+    return first;
+}
+
+/* The matching loop of MatchingEngine._match for an aggressor without a display
+ * quantity, appending TRADE events and Trades. Returns 1 when self-match prevention
+ * cancelled what is left of the order, 0 otherwise, -1 on error. */
+static int
+match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite,
+      long long limit_key, PyObject *events)
+{
+    PyObject *keys = SLOT(opposite, side_off[S_KEYS]);
+    PyObject *levels = SLOT(opposite, side_off[S_LEVELS]);
+    PyObject *self_match = SLOT(order, order_off[O_SELF_MATCH]);
+    PyObject *firm = SLOT(order, order_off[O_FIRM]);
+    PyObject *order_id = SLOT(order, order_off[O_ORDER_ID]);
+    PyObject *session_id = SLOT(order, order_off[O_SESSION_ID]);
+    PyObject *cl_ord_id = SLOT(order, order_off[O_CL_ORD_ID]);
+    PyObject *symbol = SLOT(order, order_off[O_SYMBOL]);
+    PyObject *side = SLOT(order, order_off[O_SIDE]);
+    int ok = 1;
+    long long leaves = as_ll(SLOT(order, order_off[O_LEAVES_QTY]), &ok);
+    long long cum_qty = as_ll(SLOT(order, order_off[O_CUM_QTY]), &ok);
+    long long cum_notional = as_ll(SLOT(order, order_off[O_CUM_NOTIONAL]), &ok);
+    long long take = 0;
+    PyObject *traded_px = NULL;  /* borrowed: a level's price */
+    PyObject *traded_px_ref = NULL;
+    int delegate = !ok;
+    int result = 0;
+
+    while (!delegate && PyList_GET_SIZE(keys) > 0) {
+        PyObject *key = PyList_GET_ITEM(keys, PyList_GET_SIZE(keys) - 1);
+        long long key_value = as_ll(key, &ok);
+        if (!ok) {
+            delegate = 1;
+            break;
+        }
+        if (key_value < limit_key) {
+            break;
+        }
+        Py_INCREF(key);
+        PyObject *level = PyDict_GetItemWithError(levels, key);
+        if (level == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetObject(PyExc_KeyError, key);
+            }
+            Py_DECREF(key);
+            goto error;
+        }
+        PyObject *orders = SLOT(level, level_off[L_ORDERS]);
+        PyObject *price_obj = SLOT(level, level_off[L_PRICE]);
+        long long price = as_ll(price_obj, &ok);
+        long long level_total = as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
+        long long level_leaves = as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
+        if (!ok || price >= SMALL_BOUND) {
+            Py_DECREF(key);
+            delegate = 1;
+            break;
+        }
+        while (PyDict_GET_SIZE(orders) > 0) {
+            PyObject *resting = first_order(orders);
+            if (resting == NULL) {
+                Py_DECREF(key);
+                goto error;
+            }
+            if ((self_match != Py_None && SLOT(resting, order_off[O_FIRM]) == firm)
+                || !is_false_value(SLOT(resting, order_off[O_DISPLAY_QTY]))) {
+                delegate = 1;
+                break;
+            }
+            long long r_visible = as_ll(SLOT(resting, order_off[O_VISIBLE_QTY]), &ok);
+            long long r_leaves = as_ll(SLOT(resting, order_off[O_LEAVES_QTY]), &ok);
+            long long r_cum = as_ll(SLOT(resting, order_off[O_CUM_QTY]), &ok);
+            long long r_notional = as_ll(SLOT(resting, order_off[O_CUM_NOTIONAL]), &ok);
+            take = r_visible < leaves ? r_visible : leaves;
+            if (!ok || take >= SMALL_BOUND || r_notional > BIG_BOUND / 2
+                || cum_notional > BIG_BOUND / 2) {
+                delegate = 1;
+                break;
+            }
+            long long notional = take * price;
+            Py_INCREF(resting);
+            r_cum += take;
+            r_leaves -= take;
+            r_visible -= take;
+            r_notional += notional;
+            level_total -= take;
+            level_leaves -= take;
+            leaves -= take;
+            cum_qty += take;
+            cum_notional += notional;
+            if (set_slot_ll(resting, order_off[O_CUM_QTY], r_cum) < 0
+                || set_slot_ll(resting, order_off[O_LEAVES_QTY], r_leaves) < 0
+                || set_slot_ll(resting, order_off[O_VISIBLE_QTY], r_visible) < 0
+                || set_slot_ll(resting, order_off[O_CUM_NOTIONAL], r_notional) < 0
+                || set_slot_ll(level, level_off[L_TOTAL_QTY], level_total) < 0
+                || set_slot_ll(level, level_off[L_LEAVES_QTY], level_leaves) < 0) {
+                Py_DECREF(resting);
+                Py_DECREF(key);
+                goto error;
+            }
+            if (r_leaves) {
+                set_slot_ref(resting, order_off[O_ORD_STATUS], ST_PARTIALLY_FILLED);
+            }
+            else {
+                set_slot_ref(resting, order_off[O_ORD_STATUS], ST_FILLED);
+                if (PyObject_DelItem(orders, resting) < 0) {
+                    Py_DECREF(resting);
+                    Py_DECREF(key);
+                    goto error;
+                }
+            }
+
+            c->trade_count += 1;
+            c->exec_count += 2;
+            PyObject *trade_id = make_id(a->trade_prefix, c->trade_count);
+            PyObject *exec_a = trade_id ? make_id(a->exec_prefix, c->exec_count - 1) : NULL;
+            PyObject *exec_r = exec_a ? make_id(a->exec_prefix, c->exec_count) : NULL;
+            PyObject *take_obj = exec_r ? PyLong_FromLongLong(take) : NULL;
+            PyObject *ea = take_obj ? new_event(ExecutionEvent_type, 27) : NULL;
+            PyObject *er = ea ? new_event(ExecutionEvent_type, 27) : NULL;
+            PyObject *tr = er ? new_event(Trade_type, 10) : NULL;
+            if (tr == NULL) {
+                Py_XDECREF(trade_id);
+                Py_XDECREF(exec_a);
+                Py_XDECREF(exec_r);
+                Py_XDECREF(take_obj);
+                Py_XDECREF(ea);
+                Py_XDECREF(er);
+                Py_DECREF(resting);
+                Py_DECREF(key);
+                goto error;
+            }
+            PUT_NEW(ea, 0, exec_a);
+            PUT(ea, 1, EX_TRADE);
+            PUT(ea, 2, leaves ? ST_PARTIALLY_FILLED : ST_FILLED);
+            PUT(ea, 3, order_id);
+            PUT(ea, 4, session_id);
+            PUT(ea, 5, cl_ord_id);
+            PUT(ea, 6, Py_None);
+            PUT(ea, 7, symbol);
+            PUT(ea, 8, side);
+            PUT(ea, 9, SLOT(order, order_off[O_ORD_TYPE]));
+            PUT(ea, 10, SLOT(order, order_off[O_TIME_IN_FORCE]));
+            PUT(ea, 11, SLOT(order, order_off[O_PRICE]));
+            PUT(ea, 12, SLOT(order, order_off[O_ORDER_QTY]));
+            PUT_NEW(ea, 13, PyLong_FromLongLong(cum_qty));
+            PUT_NEW(ea, 14, PyLong_FromLongLong(leaves));
+            PUT_NEW(ea, 15, PyLong_FromLongLong(cum_notional));
+            PUT(ea, 16, take_obj);
+            PUT(ea, 17, price_obj);
+            PUT(ea, 18, trade_id);
+            PUT(ea, 19, Py_None);
+            PUT(ea, 20, s_empty);
+            PUT(ea, 21, SLOT(order, order_off[O_STOP_PX]));
+            PUT(ea, 22, SLOT(order, order_off[O_DISPLAY_QTY]));
+            PUT(ea, 23, SLOT(order, order_off[O_MIN_QTY]));
+            PUT(ea, 24, SLOT(order, order_off[O_POST_ONLY]));
+            PUT(ea, 25, SLOT(order, order_off[O_EXPIRE_TIME_US]));
+            PUT(ea, 26, SLOT(order, order_off[O_EXPIRE_DATE]));
+
+            PUT_NEW(er, 0, exec_r);
+            PUT(er, 1, EX_TRADE);
+            PUT(er, 2, SLOT(resting, order_off[O_ORD_STATUS]));
+            PUT(er, 3, SLOT(resting, order_off[O_ORDER_ID]));
+            PUT(er, 4, SLOT(resting, order_off[O_SESSION_ID]));
+            PUT(er, 5, SLOT(resting, order_off[O_CL_ORD_ID]));
+            PUT(er, 6, Py_None);
+            PUT(er, 7, symbol);
+            PUT(er, 8, SLOT(resting, order_off[O_SIDE]));
+            PUT(er, 9, SLOT(resting, order_off[O_ORD_TYPE]));
+            PUT(er, 10, SLOT(resting, order_off[O_TIME_IN_FORCE]));
+            PUT(er, 11, price_obj);
+            PUT(er, 12, SLOT(resting, order_off[O_ORDER_QTY]));
+            PUT(er, 13, SLOT(resting, order_off[O_CUM_QTY]));
+            PUT(er, 14, SLOT(resting, order_off[O_LEAVES_QTY]));
+            PUT(er, 15, SLOT(resting, order_off[O_CUM_NOTIONAL]));
+            PUT(er, 16, take_obj);
+            PUT(er, 17, price_obj);
+            PUT(er, 18, trade_id);
+            PUT(er, 19, Py_None);
+            PUT(er, 20, s_empty);
+            PUT(er, 21, SLOT(resting, order_off[O_STOP_PX]));
+            PUT(er, 22, SLOT(resting, order_off[O_DISPLAY_QTY]));
+            PUT(er, 23, SLOT(resting, order_off[O_MIN_QTY]));
+            PUT(er, 24, SLOT(resting, order_off[O_POST_ONLY]));
+            PUT(er, 25, SLOT(resting, order_off[O_EXPIRE_TIME_US]));
+            PUT(er, 26, SLOT(resting, order_off[O_EXPIRE_DATE]));
+
+            PUT_NEW(tr, 0, trade_id);
+            PUT(tr, 1, symbol);
+            PUT(tr, 2, price_obj);
+            PUT_NEW(tr, 3, take_obj);
+            PUT(tr, 4, side);
+            PUT(tr, 5, order_id);
+            PUT(tr, 6, session_id);
+            PUT(tr, 7, SLOT(resting, order_off[O_ORDER_ID]));
+            PUT(tr, 8, SLOT(resting, order_off[O_SESSION_ID]));
+            PUT(tr, 9, Py_False);
+            Py_DECREF(resting);
+            int failed = PyList_Append(events, ea) < 0 || PyList_Append(events, er) < 0
+                || PyList_Append(events, tr) < 0;
+            Py_DECREF(ea);
+            Py_DECREF(er);
+            Py_DECREF(tr);
+            if (failed) {
+                Py_DECREF(key);
+                goto error;
+            }
+            traded_px = price_obj;
+            Py_XSETREF(traded_px_ref, Py_NewRef(price_obj));
+            if (!leaves) {
+                break;
+            }
+        }
+        if (!delegate && PyDict_GET_SIZE(orders) == 0 && drop_level(opposite, key) < 0) {
+            Py_DECREF(key);
+            goto error;
+        }
+        Py_DECREF(key);
+        if (!leaves || delegate) {
+            break;
+        }
+    }
+
+    /* Store the aggressor's state, as _match does at its end. */
+    if (set_slot_ll(order, order_off[O_LEAVES_QTY], leaves) < 0
+        || set_slot_ll(order, order_off[O_CUM_QTY], cum_qty) < 0
+        || set_slot_ll(order, order_off[O_CUM_NOTIONAL], cum_notional) < 0) {
+        goto error;
+    }
+    if (traded_px != NULL) {
+        PyObject *take_obj = PyLong_FromLongLong(take);
+        if (take_obj == NULL || PyObject_SetAttr(book, s_last_px, traded_px_ref) < 0
+            || PyObject_SetAttr(book, s_last_qty, take_obj) < 0) {
+            Py_XDECREF(take_obj);
+            goto error;
+        }
+        Py_DECREF(take_obj);
+    }
+    if (delegate) {
+        /* The Python loop carries on from here and sets the final status. */
+        PyObject *r = call_engine(a, c, s_match, order, book, events);
+        if (r == NULL) {
+            goto error;
+        }
+        result = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        Py_XDECREF(traded_px_ref);
+        return result;
+    }
+    if (leaves == 0) {
+        set_slot_ref(order, order_off[O_ORD_STATUS], ST_FILLED);
+    }
+    else if (cum_qty) {
+        set_slot_ref(order, order_off[O_ORD_STATUS], ST_PARTIALLY_FILLED);
+    }
+    Py_XDECREF(traded_px_ref);
+    return 0;
+
+error:
+    Py_XDECREF(traded_px_ref);
+    return -1;
+}
+
+/* What is left after matching: rest it, or cancel it when self-match prevention said so. */
+static int
+after_match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *own,
+            long long price, int incoming_cancelled, PyObject *events)
+{
+    if (incoming_cancelled) {
+        PyObject *e = call_engine(a, c, s_cancel_remainder, order, SELF_MATCH_INCOMING_TEXT, NULL);
+        if (e == NULL) {
+            return -1;
+        }
+        int r = PyList_Append(events, e);
+        Py_DECREF(e);
+        return r;
+    }
+    int ok = 1;
+    long long leaves = as_ll(SLOT(order, order_off[O_LEAVES_QTY]), &ok);
+    if (!ok) {
+        PyErr_SetString(PyExc_OverflowError, "leaves_qty out of the fast path's range");
+        return -1;
+    }
+    if (leaves) {
+        return rest(c, order, own, price, leaves);
+    }
+    return 0;
+}
+
+/* Match an order that may trade, then rest or cancel what is left; run the stops. */
+static int
+execute(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *side,
+        long long price, PyObject *events)
+{
+    PyObject *own, *opposite;
+    if (book_sides(a, book, side, &own, &opposite) < 0) {
+        return -1;
+    }
+    int result = -1;
+    long long sign = side == BUY ? -1 : 1;  /* opposite side's key sign */
+    long long limit_key = sign * price;
+    PyObject *keys = SLOT(opposite, side_off[S_KEYS]);
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    int crosses = 0;
+    if (n > 0) {
+        int ok = 1;
+        long long best = as_ll(PyList_GET_ITEM(keys, n - 1), &ok);
+        crosses = !ok || best >= limit_key;
+    }
+    int incoming_cancelled = 0;
+    if (crosses) {
+        incoming_cancelled = match(a, c, order, book, opposite, limit_key, events);
+        if (incoming_cancelled < 0) {
+            goto done;
+        }
+    }
+    if (after_match(a, c, order, book, own, price, incoming_cancelled, events) < 0) {
+        goto done;
+    }
+    PyObject *entry = book_entry(a, book);
+    if (entry == NULL) {
+        goto done;
+    }
+    if (PyDict_GET_SIZE(PyTuple_GET_ITEM(entry, E_STOPS)) > 0) {
+        PyObject *r = call_engine(a, c, s_run_stops, book, events, NULL);
+        if (r == NULL) {
+            goto done;
+        }
+        Py_DECREF(r);
+    }
+    result = 0;
+done:
+    Py_DECREF(own);
+    Py_DECREF(opposite);
+    return result;
+}
+
+/* The instrument's checks of a plain limit order's price and quantity, as
+ * engine.validation.is_plain_limit makes them. */
+static int
+plain_price_and_qty(PyObject *instrument, PyObject *price_obj, PyObject *qty_obj,
+                    long long *price, long long *qty)
+{
+    int ok = 1;
+    *price = as_ll(price_obj, &ok);
+    *qty = as_ll(qty_obj, &ok);
+    if (!ok || *price <= 0 || *qty <= 0 || *price >= SMALL_BOUND || *qty >= SMALL_BOUND) {
+        return 0;
+    }
+    long long tick = as_ll(SLOT(instrument, instrument_off[I_TICK_SIZE]), &ok);
+    long long lot = as_ll(SLOT(instrument, instrument_off[I_LOT_SIZE]), &ok);
+    if (!ok || tick <= 0 || lot <= 0 || *qty % lot || *price % tick) {
+        return 0;
+    }
+    PyObject *low = SLOT(instrument, instrument_off[I_LOW_LIMIT_PRICE]);
+    PyObject *high = SLOT(instrument, instrument_off[I_HIGH_LIMIT_PRICE]);
+    if (low != Py_None) {
+        long long v = as_ll(low, &ok);
+        if (!ok || *price < v) {
+            return 0;
+        }
+    }
+    if (high != Py_None) {
+        long long v = as_ll(high, &ok);
+        if (!ok || *price > v) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The book of a symbol and its instrument, when the book is in continuous trading.
+ * Returns 1 with new references, 0 when the fast path does not apply, -1 on error. */
+static int
+continuous_book(Accel *a, PyObject *symbol, PyObject **book, PyObject **instrument)
+{
+    PyObject *b = PyDict_GetItemWithError(a->books, symbol);
+    if (b == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *phase = PyObject_GetAttr(b, s_phase);
+    if (phase == NULL) {
+        return -1;
+    }
+    Py_DECREF(phase);
+    if (phase != CONTINUOUS) {
+        return 0;
+    }
+    PyObject *entry = book_entry(a, b);
+    if (entry == NULL) {
+        return -1;
+    }
+    PyObject *inst = Py_NewRef(PyTuple_GET_ITEM(entry, E_INSTRUMENT));
+    Py_INCREF(b);
+    *book = b;
+    *instrument = inst;
+    return 1;
+}
+
+#define NOT_TAKEN ((PyObject *)1)
+
+/* NewOrder: a plain DAY or GTC limit order from a session that has sent orders before. */
+static PyObject *
+new_order(Accel *a, PyObject *cmd)
+{
+    PyObject *session_id = SLOT(cmd, new_off[N_SESSION_ID]);
+    PyObject *cl_ord_id = SLOT(cmd, new_off[N_CL_ORD_ID]);
+    PyObject *symbol = SLOT(cmd, new_off[N_SYMBOL]);
+    PyObject *side = SLOT(cmd, new_off[N_SIDE]);
+    PyObject *tif = SLOT(cmd, new_off[N_TIME_IN_FORCE]);
+    if (SLOT(cmd, new_off[N_ORD_TYPE]) != LIMIT || (tif != DAY && tif != GTC)
+        || SLOT(cmd, new_off[N_STOP_PX]) != Py_None
+        || !is_false_value(SLOT(cmd, new_off[N_DISPLAY_QTY]))
+        || !is_false_value(SLOT(cmd, new_off[N_MIN_QTY]))
+        || !is_false_value(SLOT(cmd, new_off[N_POST_ONLY]))
+        || SLOT(cmd, new_off[N_EXPIRE_TIME_US]) != Py_None
+        || SLOT(cmd, new_off[N_EXPIRE_DATE]) != Py_None
+        || !PyUnicode_CheckExact(session_id) || !PyUnicode_CheckExact(cl_ord_id)
+        || !PyUnicode_CheckExact(symbol)) {
+        return NOT_TAKEN;
+    }
+    PyObject *cl_ord_ids = PyDict_GetItemWithError(a->by_cl_ord_id, session_id);
+    if (cl_ord_ids == NULL) {
+        return PyErr_Occurred() ? NULL : NOT_TAKEN;
+    }
+    PyObject *book, *instrument;
+    int found = continuous_book(a, symbol, &book, &instrument);
+    if (found <= 0) {
+        return found < 0 ? NULL : NOT_TAKEN;
+    }
+    long long price, qty;
+    PyObject *price_obj = SLOT(cmd, new_off[N_PRICE]);
+    PyObject *qty_obj = SLOT(cmd, new_off[N_ORDER_QTY]);
+    int plain = plain_price_and_qty(instrument, price_obj, qty_obj, &price, &qty);
+    Py_DECREF(instrument);
+    if (!plain) {
+        Py_DECREF(book);
+        return NOT_TAKEN;
+    }
+
+    Counters c;
+    PyObject *events = NULL, *order = NULL;
+    if (load_counters(a, &c) < 0) {
+        goto error;
+    }
+    c.order_count += 1;
+    PyObject *order_id = make_id(a->order_prefix, c.order_count);
+    if (order_id == NULL) {
+        goto error;
+    }
+    order = Order_type->tp_alloc(Order_type, 0);
+    if (order == NULL) {
+        Py_DECREF(order_id);
+        goto error;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    SLOT(order, order_off[O_ORDER_ID]) = order_id;
+    SLOT(order, order_off[O_NUM]) = PyLong_FromLongLong(c.order_count);
+    SLOT(order, order_off[O_SESSION_ID]) = Py_NewRef(session_id);
+    SLOT(order, order_off[O_CL_ORD_ID]) = Py_NewRef(cl_ord_id);
+    SLOT(order, order_off[O_SYMBOL]) = Py_NewRef(symbol);
+    SLOT(order, order_off[O_SIDE]) = Py_NewRef(side);
+    SLOT(order, order_off[O_ORD_TYPE]) = Py_NewRef(LIMIT);
+    SLOT(order, order_off[O_TIME_IN_FORCE]) = Py_NewRef(tif);
+    SLOT(order, order_off[O_PRICE]) = Py_NewRef(price_obj);
+    SLOT(order, order_off[O_ORDER_QTY]) = Py_NewRef(qty_obj);
+    SLOT(order, order_off[O_CUM_QTY]) = Py_NewRef(zero);
+    SLOT(order, order_off[O_LEAVES_QTY]) = Py_NewRef(qty_obj);
+    SLOT(order, order_off[O_VISIBLE_QTY]) = Py_NewRef(qty_obj);
+    SLOT(order, order_off[O_CUM_NOTIONAL]) = Py_NewRef(zero);
+    SLOT(order, order_off[O_ORD_STATUS]) = Py_NewRef(ST_NEW);
+    SLOT(order, order_off[O_ACCOUNT]) = Py_NewRef(SLOT(cmd, new_off[N_ACCOUNT]));
+    SLOT(order, order_off[O_SEQ]) = Py_NewRef(zero);
+    SLOT(order, order_off[O_STOP_PX]) = Py_NewRef(Py_None);
+    SLOT(order, order_off[O_DISPLAY_QTY]) = Py_NewRef(zero);
+    SLOT(order, order_off[O_MIN_QTY]) = Py_NewRef(zero);
+    SLOT(order, order_off[O_POST_ONLY]) = Py_NewRef(Py_False);
+    SLOT(order, order_off[O_EXPIRE_TIME_US]) = Py_NewRef(Py_None);
+    SLOT(order, order_off[O_EXPIRE_DATE]) = Py_NewRef(Py_None);
+    SLOT(order, order_off[O_FIRM]) = Py_NewRef(Py_None);
+    SLOT(order, order_off[O_SELF_MATCH]) = Py_NewRef(Py_None);
+    SLOT(order, order_off[O_TRIGGERED]) = Py_NewRef(Py_True);
+    Py_DECREF(zero);
+    PyObject_GC_UnTrack(order);
+    if (SLOT(order, order_off[O_NUM]) == NULL) {
+        goto error;
+    }
+    /* A ClOrdID (11) the session used before takes the full checks in Python; one
+     * lookup both finds that out and indexes the new order. */
+    PyObject *holder = PyDict_SetDefault(cl_ord_ids, cl_ord_id, order);
+    if (holder == NULL) {
+        goto error;
+    }
+    if (holder != order) {
+        Py_DECREF(order);
+        Py_DECREF(book);
+        return NOT_TAKEN;
+    }
+    if (PyDict_SetItem(a->orders, order_id, order) < 0) {
+        goto error;
+    }
+    PyObject *firm = PyDict_GetItemWithError(a->firms, session_id);
+    if (firm != NULL) {
+        set_slot_ref(order, order_off[O_FIRM], firm);
+        PyObject *smp = SLOT(firm, firm_off[F_SELF_MATCH_PREVENTION]);
+        if (smp != SMP_NONE) {
+            set_slot_ref(order, order_off[O_SELF_MATCH], smp);
+        }
+    }
+    else if (PyErr_Occurred()) {
+        goto error;
+    }
+
+    c.exec_count += 1;
+    PyObject *exec_id = make_id(a->exec_prefix, c.exec_count);
+    if (exec_id == NULL) {
+        goto error;
+    }
+    PyObject *e = order_event(order, exec_id, EX_NEW, Py_None);
+    if (e == NULL) {
+        goto error;
+    }
+    events = PyList_New(1);
+    if (events == NULL) {
+        Py_DECREF(e);
+        goto error;
+    }
+    PyList_SET_ITEM(events, 0, e);
+    if (execute(a, &c, order, book, side, price, events) < 0 || store_counters(a, &c) < 0) {
+        goto error;
+    }
+    Py_DECREF(order);
+    Py_DECREF(book);
+    return events;
+
+error:
+    Py_XDECREF(events);
+    Py_XDECREF(order);
+    Py_DECREF(book);
+    return NULL;
+}
+
+/* The live, resting order a cancel or replace names, when every check of
+ * MatchingEngine._find_for_change passes; NULL with no error set otherwise. */
+static PyObject *
+find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *orig_cl_ord_id,
+                PyObject *order_id, PyObject *symbol, PyObject *side)
+{
+    PyObject *order;
+    PyObject *cl_ord_ids = PyDict_GetItemWithError(a->by_cl_ord_id, session_id);
+    if (cl_ord_ids == NULL) {
+        return NULL;
+    }
+    if (order_id == Py_None) {
+        order = PyDict_GetItemWithError(cl_ord_ids, orig_cl_ord_id);
+    }
+    else {
+        order = PyDict_GetItemWithError(a->orders, order_id);
+        if (order != NULL) {
+            int same = PyObject_RichCompareBool(SLOT(order, order_off[O_SESSION_ID]), session_id, Py_EQ);
+            if (same <= 0) {
+                return NULL;
+            }
+        }
+    }
+    if (order == NULL) {
+        return NULL;
+    }
+    PyObject *status = SLOT(order, order_off[O_ORD_STATUS]);
+    if (SLOT(order, order_off[O_SIDE]) != side
+        || (status != ST_NEW && status != ST_PARTIALLY_FILLED)
+        || SLOT(order, order_off[O_TRIGGERED]) != Py_True) {
+        return NULL;
+    }
+    int same_symbol = PyObject_RichCompareBool(symbol, SLOT(order, order_off[O_SYMBOL]), Py_EQ);
+    if (same_symbol <= 0) {
+        return NULL;
+    }
+    PyObject *holder = PyDict_GetItemWithError(cl_ord_ids, cl_ord_id);
+    if (holder != NULL) {
+        PyObject *held = SLOT(holder, order_off[O_ORD_STATUS]);
+        if (held == ST_NEW || held == ST_PARTIALLY_FILLED) {
+            return NULL;
+        }
+    }
+    else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return order;
+}
+
+/* The level ``order`` rests in (borrowed) and its key (new reference), or NULL. */
+static PyObject *
+level_of(PyObject *side_obj, PyObject *order, PyObject **key_out)
+{
+    long long sign = PyLong_AsLongLong(SLOT(side_obj, side_off[S_SIGN]));
+    int ok = 1;
+    long long price = as_ll(SLOT(order, order_off[O_PRICE]), &ok);
+    if ((sign == -1 && PyErr_Occurred()) || !ok) {
+        return NULL;
+    }
+    PyObject *key = PyLong_FromLongLong(sign * price);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *level = PyDict_GetItemWithError(SLOT(side_obj, side_off[S_LEVELS]), key);
+    if (level != NULL) {
+        int in = PyDict_Contains(SLOT(level, level_off[L_ORDERS]), order);
+        if (in == 1) {
+            *key_out = key;
+            return level;
+        }
+    }
+    Py_DECREF(key);
+    return NULL;
+}
+
+/* Take a resting order out of its level, as BookSide.remove does. */
+static int
+unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key)
+{
+    if (PyObject_DelItem(SLOT(level, level_off[L_ORDERS]), order) < 0) {
+        return -1;
+    }
+    int ok = 1;
+    long long total = as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
+    long long leaves = as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
+    long long visible = as_ll(SLOT(order, order_off[O_VISIBLE_QTY]), &ok);
+    long long order_leaves = as_ll(SLOT(order, order_off[O_LEAVES_QTY]), &ok);
+    if (!ok) {
+        PyErr_SetString(PyExc_OverflowError, "quantity out of the fast path's range");
+        return -1;
+    }
+    if (set_slot_ll(level, level_off[L_TOTAL_QTY], total - visible) < 0
+        || set_slot_ll(level, level_off[L_LEAVES_QTY], leaves - order_leaves) < 0) {
+        return -1;
+    }
+    if (PyDict_GET_SIZE(SLOT(level, level_off[L_ORDERS])) == 0) {
+        return drop_level(side_obj, key);
+    }
+    return 0;
+}
+
+/* Give a live order its new ClOrdID (11) and index it under that ClOrdID. */
+static int
+take_cl_ord_id(Accel *a, PyObject *order, PyObject *cl_ord_id)
+{
+    PyObject *session_id = SLOT(order, order_off[O_SESSION_ID]);
+    set_slot_ref(order, order_off[O_CL_ORD_ID], cl_ord_id);
+    PyObject *cl_ord_ids = PyDict_GetItemWithError(a->by_cl_ord_id, session_id);
+    if (cl_ord_ids == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        cl_ord_ids = PyDict_New();
+        if (cl_ord_ids == NULL || PyDict_SetItem(a->by_cl_ord_id, session_id, cl_ord_ids) < 0) {
+            Py_XDECREF(cl_ord_ids);
+            return -1;
+        }
+        Py_DECREF(cl_ord_ids);
+    }
+    return PyDict_SetItem(cl_ord_ids, cl_ord_id, order);
+}
+
+static PyObject *
+cancel_order(Accel *a, PyObject *cmd)
+{
+    PyObject *cl_ord_id = SLOT(cmd, cancel_off[C_CL_ORD_ID]);
+    if (!PyUnicode_CheckExact(cl_ord_id)) {
+        return NOT_TAKEN;
+    }
+    PyObject *order = find_for_change(
+        a, SLOT(cmd, cancel_off[C_SESSION_ID]), cl_ord_id, SLOT(cmd, cancel_off[C_ORIG_CL_ORD_ID]),
+        SLOT(cmd, cancel_off[C_ORDER_ID]), SLOT(cmd, cancel_off[C_SYMBOL]),
+        SLOT(cmd, cancel_off[C_SIDE]));
+    if (order == NULL) {
+        return PyErr_Occurred() ? NULL : NOT_TAKEN;
+    }
+    PyObject *book = PyDict_GetItemWithError(a->books, SLOT(order, order_off[O_SYMBOL]));
+    if (book == NULL) {
+        return PyErr_Occurred() ? NULL : NOT_TAKEN;
+    }
+    PyObject *own, *opposite, *key = NULL;
+    if (book_sides(a, book, SLOT(order, order_off[O_SIDE]), &own, &opposite) < 0) {
+        return NULL;
+    }
+    Py_DECREF(opposite);
+    PyObject *level = level_of(own, order, &key);
+    if (level == NULL) {
+        Py_DECREF(own);
+        return PyErr_Occurred() ? NULL : NOT_TAKEN;
+    }
+    Py_INCREF(order);
+    PyObject *previous = Py_NewRef(SLOT(order, order_off[O_CL_ORD_ID]));
+    PyObject *result = NULL;
+    Counters c;
+    if (load_counters(a, &c) < 0 || take_cl_ord_id(a, order, cl_ord_id) < 0
+        || unrest(own, order, level, key) < 0) {
+        goto done;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    set_slot_ref(order, order_off[O_ORD_STATUS], ST_CANCELED);
+    set_slot_ref(order, order_off[O_LEAVES_QTY], zero);
+    set_slot(order, order_off[O_VISIBLE_QTY], zero);
+    c.exec_count += 1;
+    PyObject *exec_id = make_id(a->exec_prefix, c.exec_count);
+    PyObject *e = exec_id ? order_event(order, exec_id, EX_CANCELED, previous) : NULL;
+    if (e == NULL || store_counters(a, &c) < 0) {
+        Py_XDECREF(e);
+        goto done;
+    }
+    result = PyList_New(1);
+    if (result == NULL) {
+        Py_DECREF(e);
+        goto done;
+    }
+    PyList_SET_ITEM(result, 0, e);
+done:
+    Py_DECREF(previous);
+    Py_DECREF(order);
+    Py_DECREF(own);
+    Py_DECREF(key);
+    return result;
+}
+
+static PyObject *
+replace_order(Accel *a, PyObject *cmd)
+{
+    PyObject *cl_ord_id = SLOT(cmd, replace_off[R_CL_ORD_ID]);
+    PyObject *tif = SLOT(cmd, replace_off[R_TIME_IN_FORCE]);
+    if (!PyUnicode_CheckExact(cl_ord_id) || SLOT(cmd, replace_off[R_ORD_TYPE]) != LIMIT
+        || (tif != DAY && tif != GTC) || SLOT(cmd, replace_off[R_STOP_PX]) != Py_None
+        || !is_false_value(SLOT(cmd, replace_off[R_DISPLAY_QTY]))
+        || SLOT(cmd, replace_off[R_EXPIRE_TIME_US]) != Py_None
+        || SLOT(cmd, replace_off[R_EXPIRE_DATE]) != Py_None) {
+        return NOT_TAKEN;
+    }
+    PyObject *order = find_for_change(
+        a, SLOT(cmd, replace_off[R_SESSION_ID]), cl_ord_id,
+        SLOT(cmd, replace_off[R_ORIG_CL_ORD_ID]), SLOT(cmd, replace_off[R_ORDER_ID]),
+        SLOT(cmd, replace_off[R_SYMBOL]), SLOT(cmd, replace_off[R_SIDE]));
+    if (order == NULL) {
+        return PyErr_Occurred() ? NULL : NOT_TAKEN;
+    }
+    if (SLOT(order, order_off[O_ORD_TYPE]) != LIMIT
+        || !is_false_value(SLOT(order, order_off[O_DISPLAY_QTY]))
+        || !is_false_value(SLOT(order, order_off[O_POST_ONLY]))) {
+        return NOT_TAKEN;
+    }
+    PyObject *book, *instrument;
+    int found = continuous_book(a, SLOT(order, order_off[O_SYMBOL]), &book, &instrument);
+    if (found <= 0) {
+        return found < 0 ? NULL : NOT_TAKEN;
+    }
+    long long price, qty;
+    PyObject *price_obj = SLOT(cmd, replace_off[R_PRICE]);
+    PyObject *qty_obj = SLOT(cmd, replace_off[R_ORDER_QTY]);
+    int plain = plain_price_and_qty(instrument, price_obj, qty_obj, &price, &qty);
+    Py_DECREF(instrument);
+    int ok = 1;
+    long long cum_qty = as_ll(SLOT(order, order_off[O_CUM_QTY]), &ok);
+    long long order_qty = as_ll(SLOT(order, order_off[O_ORDER_QTY]), &ok);
+    long long old_price = as_ll(SLOT(order, order_off[O_PRICE]), &ok);
+    long long visible = as_ll(SLOT(order, order_off[O_VISIBLE_QTY]), &ok);
+    long long old_leaves = as_ll(SLOT(order, order_off[O_LEAVES_QTY]), &ok);
+    if (!plain || !ok || qty <= cum_qty) {
+        Py_DECREF(book);
+        return NOT_TAKEN;
+    }
+    PyObject *side = SLOT(order, order_off[O_SIDE]);
+    PyObject *own, *opposite, *key = NULL;
+    if (book_sides(a, book, side, &own, &opposite) < 0) {
+        Py_DECREF(book);
+        return NULL;
+    }
+    Py_DECREF(opposite);
+    PyObject *level = level_of(own, order, &key);
+    if (level == NULL) {
+        Py_DECREF(own);
+        Py_DECREF(book);
+        return PyErr_Occurred() ? NULL : NOT_TAKEN;
+    }
+
+    Py_INCREF(order);
+    PyObject *previous = Py_NewRef(SLOT(order, order_off[O_CL_ORD_ID]));
+    PyObject *events = NULL;
+    Counters c;
+    if (load_counters(a, &c) < 0 || take_cl_ord_id(a, order, cl_ord_id) < 0) {
+        goto error;
+    }
+    set_slot_ref(order, order_off[O_TIME_IN_FORCE], tif);
+    set_slot_ref(order, order_off[O_EXPIRE_TIME_US], Py_None);
+    set_slot_ref(order, order_off[O_EXPIRE_DATE], Py_None);
+    long long leaves = qty - cum_qty;
+    if (price == old_price && qty <= order_qty) {
+        /* Amend down in place: time priority stays. */
+        long long new_visible = visible < leaves ? visible : leaves;
+        long long level_total = as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
+        long long level_leaves = as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
+        if (!ok) {
+            PyErr_SetString(PyExc_OverflowError, "level total out of the fast path's range");
+            goto error;
+        }
+        if (set_slot_ll(level, level_off[L_LEAVES_QTY], level_leaves - (old_leaves - leaves)) < 0
+            || set_slot_ll(level, level_off[L_TOTAL_QTY], level_total - (visible - new_visible)) < 0) {
+            goto error;
+        }
+        set_slot_ref(order, order_off[O_ORDER_QTY], qty_obj);
+        if (set_slot_ll(order, order_off[O_LEAVES_QTY], leaves) < 0
+            || set_slot_ll(order, order_off[O_VISIBLE_QTY], new_visible) < 0) {
+            goto error;
+        }
+        c.exec_count += 1;
+        PyObject *exec_id = make_id(a->exec_prefix, c.exec_count);
+        PyObject *e = exec_id ? order_event(order, exec_id, EX_REPLACED, previous) : NULL;
+        if (e == NULL || store_counters(a, &c) < 0) {
+            Py_XDECREF(e);
+            goto error;
+        }
+        events = PyList_New(1);
+        if (events == NULL) {
+            Py_DECREF(e);
+            goto error;
+        }
+        PyList_SET_ITEM(events, 0, e);
+        goto done;
+    }
+    /* Any other change: out of the book, then in again as an aggressor. */
+    if (unrest(own, order, level, key) < 0) {
+        goto error;
+    }
+    set_slot_ref(order, order_off[O_PRICE], price_obj);
+    set_slot_ref(order, order_off[O_ORDER_QTY], qty_obj);
+    if (set_slot_ll(order, order_off[O_LEAVES_QTY], leaves) < 0) {
+        goto error;
+    }
+    set_slot_ref(order, order_off[O_DISPLAY_QTY], SLOT(cmd, replace_off[R_DISPLAY_QTY]));
+    set_slot_ref(order, order_off[O_VISIBLE_QTY], SLOT(order, order_off[O_LEAVES_QTY]));
+    c.exec_count += 1;
+    PyObject *exec_id = make_id(a->exec_prefix, c.exec_count);
+    PyObject *e = exec_id ? order_event(order, exec_id, EX_REPLACED, previous) : NULL;
+    if (e == NULL) {
+        goto error;
+    }
+    events = PyList_New(1);
+    if (events == NULL) {
+        Py_DECREF(e);
+        goto error;
+    }
+    PyList_SET_ITEM(events, 0, e);
+    if (execute(a, &c, order, book, side, price, events) < 0 || store_counters(a, &c) < 0) {
+        goto error;
+    }
+done:
+    Py_DECREF(previous);
+    Py_DECREF(order);
+    Py_DECREF(own);
+    Py_DECREF(key);
+    Py_DECREF(book);
+    return events;
+error:
+    Py_CLEAR(events);
+    goto done;
+}
+
+static PyObject *
+Accel_process(Accel *a, PyObject *cmd)
+{
+    PyObject *type = (PyObject *)Py_TYPE(cmd);
+    PyObject *result = NOT_TAKEN;
+    if (type == NewOrder_type) {
+        result = new_order(a, cmd);
+    }
+    else if (type == CancelOrder_type) {
+        result = cancel_order(a, cmd);
+    }
+    else if (type == ReplaceOrder_type) {
+        result = replace_order(a, cmd);
+    }
+    if (result != NOT_TAKEN) {
+        return result;
+    }
+    PyObject *args[2] = {a->engine, cmd};
+    return PyObject_Vectorcall(a->fallback, args, 2, NULL);
+}
+
+static int
+Accel_traverse(Accel *a, visitproc visit, void *arg)
+{
+    Py_VISIT(a->engine);
+    Py_VISIT(a->edict);
+    Py_VISIT(a->books);
+    Py_VISIT(a->orders);
+    Py_VISIT(a->by_cl_ord_id);
+    Py_VISIT(a->firms);
+    Py_VISIT(a->fallback);
+    Py_VISIT(a->cache);
+    return 0;
+}
+
+static int
+Accel_clear(Accel *a)
+{
+    Py_CLEAR(a->engine);
+    Py_CLEAR(a->edict);
+    Py_CLEAR(a->books);
+    Py_CLEAR(a->orders);
+    Py_CLEAR(a->by_cl_ord_id);
+    Py_CLEAR(a->firms);
+    Py_CLEAR(a->order_prefix);
+    Py_CLEAR(a->exec_prefix);
+    Py_CLEAR(a->trade_prefix);
+    Py_CLEAR(a->fallback);
+    Py_CLEAR(a->cache);
+    return 0;
+}
+
+static void
+Accel_dealloc(Accel *a)
+{
+    PyObject_GC_UnTrack(a);
+    Accel_clear(a);
+    Py_TYPE(a)->tp_free((PyObject *)a);
+}
+
+static PyObject *
+get_dict_attr(PyObject *obj, const char *name)
+{
+    PyObject *value = PyObject_GetAttrString(obj, name);
+    if (value != NULL && !PyDict_CheckExact(value)) {
+        PyErr_Format(PyExc_TypeError, "engine.%s must be a dict", name);
+        Py_CLEAR(value);
+    }
+    return value;
+}
+
+static PyObject *
+get_str_attr(PyObject *obj, const char *name)
+{
+    PyObject *value = PyObject_GetAttrString(obj, name);
+    if (value != NULL && !PyUnicode_CheckExact(value)) {
+        PyErr_Format(PyExc_TypeError, "engine.%s must be a str", name);
+        Py_CLEAR(value);
+    }
+    return value;
+}
+
+static PyObject *
+Accel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *engine, *fallback;
+    if (!configured) {
+        PyErr_SetString(PyExc_RuntimeError, "call configure() first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OO:Accelerator", &engine, &fallback)) {
+        return NULL;
+    }
+    Accel *a = (Accel *)type->tp_alloc(type, 0);
+    if (a == NULL) {
+        return NULL;
+    }
+    a->engine = Py_NewRef(engine);
+    a->fallback = Py_NewRef(fallback);
+    a->cache = PyDict_New();
+    if (a->cache == NULL) {
+        Py_DECREF(a);
+        return NULL;
+    }
+    a->edict = get_dict_attr(engine, "__dict__");
+    a->books = a->edict ? get_dict_attr(engine, "_books") : NULL;
+    a->orders = a->books ? get_dict_attr(engine, "_orders") : NULL;
+    a->by_cl_ord_id = a->orders ? get_dict_attr(engine, "_by_cl_ord_id") : NULL;
+    a->firms = a->by_cl_ord_id ? get_dict_attr(engine, "_firms") : NULL;
+    a->order_prefix = a->firms ? get_str_attr(engine, "_order_prefix") : NULL;
+    a->exec_prefix = a->order_prefix ? get_str_attr(engine, "_exec_prefix") : NULL;
+    a->trade_prefix = a->exec_prefix ? get_str_attr(engine, "_trade_prefix") : NULL;
+    if (a->trade_prefix == NULL) {
+        Py_DECREF(a);
+        return NULL;
+    }
+    return (PyObject *)a;
+}
+
+static PyMethodDef Accel_methods[] = {
+    {"process", (PyCFunction)Accel_process, METH_O,
+     "Carry out one command and return its events, as MatchingEngine.process does."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject Accel_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "engine._cengine.Accelerator",
+    .tp_basicsize = sizeof(Accel),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Accelerator(engine, fallback): compiled fast paths of one MatchingEngine.",
+    .tp_new = Accel_new,
+    .tp_dealloc = (destructor)Accel_dealloc,
+    .tp_traverse = (traverseproc)Accel_traverse,
+    .tp_clear = (inquiry)Accel_clear,
+    .tp_methods = Accel_methods,
+};
+
+static PyMethodDef module_methods[] = {
+    {"configure", configure, METH_O,
+     "Give the module the engine's classes and enum members, by name, in a dict."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_cengine",
+    "Compiled fast paths of the matching engine; engine.engine uses them when built.",
+    -1, module_methods,
+};
+
+#define INTERN(var, text) do { if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL; } while (0)
+
+PyMODINIT_FUNC
+PyInit__cengine(void)
+{
+    INTERN(s_instrument, "instrument");
+    INTERN(s_phase, "phase");
+    INTERN(s_bids, "bids");
+    INTERN(s_asks, "asks");
+    INTERN(s_stops, "stops");
+    INTERN(s_last_px, "last_px");
+    INTERN(s_last_qty, "last_qty");
+    INTERN(s_order_count, "_order_count");
+    INTERN(s_exec_count, "_exec_count");
+    INTERN(s_trade_count, "_trade_count");
+    INTERN(s_seq, "_seq");
+    INTERN(s_match, "_match");
+    INTERN(s_run_stops, "_run_stops");
+    INTERN(s_cancel_remainder, "_cancel_remainder");
+    INTERN(s_empty, "");
+    if (PyType_Ready(&Accel_type) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "Accelerator", (PyObject *)&Accel_type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

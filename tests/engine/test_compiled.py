@@ -1,0 +1,234 @@
+"""The compiled fast paths give the same events and books as the pure-Python engine.
+
+Each case runs one seeded command sequence through ``MatchingEngine(compiled=False)`` and
+``MatchingEngine(compiled=True)`` and compares every event list (``repr``, so the enum
+members and the None/0 defaults count too), then the books, the counters and the state
+of every order. The sequences mix commands the compiled code carries out with those it
+hands to Python part-way: icebergs and same-firm orders met in a match, stop orders
+triggered by its trades, quantities beyond the C range, IOC and FOK orders, and phase
+changes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine.engine as engine_module
+from engine import (
+    CancelOrder,
+    Command,
+    Firm,
+    Instrument,
+    MatchingEngine,
+    NewOrder,
+    OrdType,
+    ReplaceOrder,
+    SelfMatchPrevention,
+    SetTradingPhase,
+    Side,
+    TimeInForce,
+    TradingPhase,
+)
+from engine.book import Order
+
+pytestmark = pytest.mark.skipif(
+    engine_module._cengine is None,
+    reason=f"engine._cengine is not in use: {engine_module._CENGINE_MISSING or 'FIXGW_NO_EXTENSIONS is set'}",
+)
+
+HERE = Path(__file__).resolve().parent
+SESSIONS = ("S1", "S2", "S3", "S4")
+FIRMS = (
+    Firm("F1", ("S1", "S2"), SelfMatchPrevention.CANCEL_RESTING),
+    Firm("F2", ("S3",), SelfMatchPrevention.CANCEL_INCOMING),
+)
+INSTRUMENTS = (
+    Instrument("AAA", tick_size=5, lot_size=10, low_limit_price=500, high_limit_price=1500),
+    Instrument("BBB"),
+)
+MID = {"AAA": 1000, "BBB": 2000}
+TICK = {"AAA": 5, "BBB": 1}
+LOT = {"AAA": 10, "BBB": 1}
+
+
+class Generator:
+    """Commands aimed at live orders, mostly plain limit orders, with the rest mixed in."""
+
+    def __init__(self, seed: int, engine: MatchingEngine) -> None:
+        self.rng = random.Random(seed)
+        self.engine = engine  # the pure-Python engine, to aim at orders resting in it
+        self.count = 0
+        self.live: list[tuple[str, str, str, Side]] = []  # (session, cl_ord_id, symbol, side)
+
+    def next_id(self) -> str:
+        self.count += 1
+        return f"C{self.count}"
+
+    def command(self) -> Command:
+        roll = self.rng.random()
+        if self.live and roll < 0.25:
+            return self.cancel()
+        if self.live and roll < 0.40:
+            return self.replace()
+        if roll < 0.404:
+            phase = self.rng.choice((
+                TradingPhase.HALTED, TradingPhase.PRE_OPEN, TradingPhase.CONTINUOUS,
+                TradingPhase.CONTINUOUS,
+            ))
+            return SetTradingPhase(phase, self.rng.choice(("AAA", "BBB", None)))
+        return self.new_order()
+
+    def price(self, symbol: str) -> int:
+        return MID[symbol] + TICK[symbol] * self.rng.randint(-20, 20)
+
+    def new_order(self) -> NewOrder:
+        rng = self.rng
+        symbol = rng.choice(("AAA", "BBB"))
+        session, side = rng.choice(SESSIONS), rng.choice((Side.BUY, Side.SELL))
+        qty = LOT[symbol] * rng.randint(1, 30)
+        kind = rng.random()
+        extra: dict[str, Any] = {}
+        ord_type, price = OrdType.LIMIT, self.price(symbol)
+        if kind < 0.05:
+            extra["display_qty"] = LOT[symbol]
+            qty = max(qty, 3 * LOT[symbol])
+        elif kind < 0.08:
+            extra["time_in_force"] = rng.choice((TimeInForce.IOC, TimeInForce.FOK))
+        elif kind < 0.10:
+            ord_type, extra["stop_px"] = OrdType.STOP_LIMIT, price
+        elif kind < 0.11 and symbol == "BBB":
+            qty = 2**40 + rng.randint(0, 9)  # beyond the compiled code's range
+        elif kind < 0.12:
+            extra["time_in_force"] = TimeInForce.GTC
+        elif kind < 0.125:
+            price = price + 1 if symbol == "AAA" else price  # off the tick grid on AAA
+        cl_ord_id = self.next_id()
+        if rng.random() < 0.02 and self.live:
+            cl_ord_id = rng.choice(self.live)[1]  # a duplicate ClOrdID, maybe of another session
+        self.live.append((session, cl_ord_id, symbol, side))
+        return NewOrder(session, cl_ord_id, symbol, side, ord_type, qty, price, **extra)
+
+    def target(self) -> tuple[str, str, str, Side]:
+        resting = [order for symbol in ("AAA", "BBB") for order in self.engine.book(symbol).orders()]
+        if resting and self.rng.random() < 0.85:
+            order = self.rng.choice(resting)
+            return order.session_id, order.cl_ord_id, order.symbol, order.side
+        index = self.rng.randrange(len(self.live))
+        if self.rng.random() < 0.7:
+            return self.live.pop(index)
+        return self.live[index]
+
+    def cancel(self) -> CancelOrder:
+        session, orig, symbol, side = self.target()
+        if self.rng.random() < 0.05:
+            side = Side.SELL if side is Side.BUY else Side.BUY  # a mismatch
+        return CancelOrder(session, self.next_id(), orig, symbol, side)
+
+    def replace(self) -> ReplaceOrder:
+        session, orig, symbol, side = self.target()
+        cl_ord_id = self.next_id()
+        self.live.append((session, cl_ord_id, symbol, side))
+        qty = LOT[symbol] * self.rng.randint(1, 30)
+        return ReplaceOrder(session, cl_ord_id, orig, symbol, side, OrdType.LIMIT, qty, self.price(symbol))
+
+
+def order_state(order: Order) -> tuple[Any, ...]:
+    return tuple(getattr(order, name) for name in Order.__slots__)
+
+
+def assert_same_state(pure: MatchingEngine, compiled: MatchingEngine) -> None:
+    for symbol in pure.symbols:
+        assert pure.market_data(symbol, 10_000) == compiled.market_data(symbol, 10_000)
+        pure_book, compiled_book = pure.book(symbol), compiled.book(symbol)
+        assert [o.order_id for o in pure_book.orders()] == [o.order_id for o in compiled_book.orders()]
+        assert (pure_book.last_px, pure_book.last_qty) == (compiled_book.last_px, compiled_book.last_qty)
+    for name in ("_order_count", "_exec_count", "_trade_count", "_seq"):
+        assert getattr(pure, name) == getattr(compiled, name), name
+    assert pure._orders.keys() == compiled._orders.keys()
+    for order_id, order in pure._orders.items():
+        assert order_state(order) == order_state(compiled._orders[order_id]), order_id
+    compiled.check()
+
+
+def run_both(commands: Iterable[Command], pure: MatchingEngine, compiled: MatchingEngine) -> None:
+    assert not pure.compiled and compiled.compiled
+    for step, command in enumerate(commands):
+        expected = repr(pure.process(command))
+        assert repr(compiled.process(command)) == expected, f"step {step}: {command!r}"
+        if step % 997 == 0:
+            assert_same_state(pure, compiled)
+    assert_same_state(pure, compiled)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_mixed_commands(seed: int) -> None:
+    pure = MatchingEngine(INSTRUMENTS, firms=FIRMS, compiled=False)
+    generator = Generator(seed, pure)
+    commands = (generator.command() for _ in range(6_000))
+    run_both(commands, pure, MatchingEngine(INSTRUMENTS, firms=FIRMS, compiled=True))
+
+
+def _load_test_module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"_compiled_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    # Dataclasses look their module up in sys.modules while the class is built.
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_order_model_commands() -> None:
+    model = _load_test_module("test_stress_order_model")
+    reference = model.Reference()
+    generator = model.CommandGenerator(random.Random(7), reference)
+    commands = []
+    for _ in range(5_000):
+        command = generator.command()
+        reference.process(command)
+        commands.append(command)
+    run_both(
+        commands,
+        MatchingEngine(model.INSTRUMENTS, firms=model.FIRMS, compiled=False),
+        MatchingEngine(model.INSTRUMENTS, firms=model.FIRMS, compiled=True),
+    )
+
+
+def test_plain_commands() -> None:
+    stress = _load_test_module("test_stress")
+    commands = stress.generate_commands(11, 5_000)
+    run_both(
+        commands,
+        MatchingEngine(stress.SYMBOLS, compiled=False),
+        MatchingEngine(stress.SYMBOLS, compiled=True),
+    )
+
+
+def test_id_prefix() -> None:
+    pure = MatchingEngine(INSTRUMENTS, firms=FIRMS, id_prefix="V1-", compiled=False)
+    generator = Generator(4, pure)
+    commands = (generator.command() for _ in range(500))
+    run_both(commands, pure, MatchingEngine(INSTRUMENTS, firms=FIRMS, id_prefix="V1-", compiled=True))
+
+
+def test_unknown_command_goes_to_python() -> None:
+    engine = MatchingEngine(INSTRUMENTS, compiled=True)
+    with pytest.raises(engine_module.UnsupportedCommandError, match="cannot process 'str'"):
+        engine.process("D")  # type: ignore[arg-type]
+
+
+def test_environment_turns_it_off() -> None:
+    code = "from engine import MatchingEngine; print(MatchingEngine(['X']).compiled)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, check=True, cwd=HERE.parent.parent,
+        env={"FIXGW_NO_EXTENSIONS": "1", "PATH": ""},
+    )
+    assert result.stdout.strip() == "False"
