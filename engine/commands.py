@@ -101,12 +101,18 @@ class OrderStatusRequest:
 @dataclass(frozen=True, slots=True)
 class MassCancel:
     """An OrderMassCancelRequest (q): every resting order of the session, optionally
-    narrowed to one symbol and one side."""
+    narrowed to one symbol and one side.
+
+    ``text`` is the Text (58) of the cancel reports. Empty, the reports name the
+    request's ClOrdID (11). The venue sets it when it cancels on its own account, as on
+    a disconnect.
+    """
 
     session_id: str
     cl_ord_id: str
     symbol: str | None = None
     side: Side | None = None
+    text: str = ""
 
 
 @dataclass(frozen=True, slots=True)

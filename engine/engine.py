@@ -764,7 +764,9 @@ class MatchingEngine:
             ),
             key=_time_priority,
         )
-        text = f"canceled by OrderMassCancelRequest ClOrdID (11) {command.cl_ord_id!r}"
+        text = command.text or (
+            f"canceled by OrderMassCancelRequest ClOrdID (11) {command.cl_ord_id!r}"
+        )
         return [self._finish(order, ExecType.CANCELED, OrdStatus.CANCELED, text) for order in targets]
 
     # Time, end of day and trading phases.

@@ -116,6 +116,10 @@ class Appliance:
         self._lock_file: IO[str] | None = None
         # The latest trading day (YYYYMMDD) whose EndOfDay is journaled.
         self._last_end_of_day = ""
+        # Sessions logged on now, and whether stop() is logging them out: a venue
+        # shutdown is not a disconnect that cancels orders.
+        self._logged_on: set[str] = set()
+        self._stopping = False
 
     async def start(self) -> dict[str, int]:
         """Open the audit trail, rebuild the books, listen; return each session's port."""
@@ -144,6 +148,7 @@ class Appliance:
 
     async def stop(self) -> None:
         """Log every session out, stop listening and commit the audit trail."""
+        self._stopping = True
         for session in self.sessions.values():
             if session.state is SessionState.ACTIVE:
                 session.send_logout("venue shutting down")
@@ -232,6 +237,7 @@ class Appliance:
     # ------------------------------------------------------------------ Application
 
     def on_logon(self, session: Session) -> None:
+        self._logged_on.add(session.session_id)
         self.audit.record_session_event(
             session.session_id, SessionEventKind.LOGON,
             begin_seq_no=session.next_target_seq_num, end_seq_no=session.next_sender_seq_num,
@@ -244,6 +250,36 @@ class Appliance:
             session.session_id, SessionEventKind.DISCONNECT,
             begin_seq_no=session.next_target_seq_num, end_seq_no=session.next_sender_seq_num,
             text="next target / next sender MsgSeqNum (34)",
+        )
+        was_logged_on = session.session_id in self._logged_on
+        self._logged_on.discard(session.session_id)
+        if was_logged_on and session.settings.cancel_on_disconnect and not self._stopping:
+            self._cancel_on_disconnect(session)
+
+    def _cancel_on_disconnect(self, session: Session) -> None:
+        """Cancel the resting orders of a session whose connection ended.
+
+        The cancel reports are stored under the session's next MsgSeqNums (34), so the
+        broker receives them by resend after its next Logon.
+        """
+        if self.app != "engine":
+            return
+        if self.audit.failed is not None:
+            logger.error(
+                "%s: cancel-on-disconnect skipped: the audit trail cannot record (%s); "
+                "the session's orders stay in the book",
+                session.session_id, self.audit.failed,
+            )
+            return
+        command = MassCancel(
+            session_id=session.session_id, cl_ord_id="",
+            text="canceled on disconnect: the session has CancelOnDisconnect=Y",
+        )
+        command_seq, canceled = self._execute(command)
+        logger.info("%s: cancel-on-disconnect canceled %d orders", session.session_id, canceled)
+        self.audit.record_session_event(
+            session.session_id, SessionEventKind.CANCEL_ON_DISCONNECT,
+            command_seq=command_seq, text=f"{canceled} resting orders canceled",
         )
 
     def on_app_message(self, session: Session, message: FixMessage) -> None:
@@ -319,13 +355,15 @@ class Appliance:
 
         if isinstance(command, RejectOrder):
             self.stats.rejects_by_reason[command.reason.name] += 1
-        canceled = self._execute(command)
+        _, canceled = self._execute(command)
         if isinstance(command, MassCancel):
             self._send_mass_cancel_report(session, command, canceled)
 
-    def _execute(self, command: Command) -> int:
-        """Journal and match ``command``, send its reports and market data; return the
-        number of orders it canceled."""
+    def _execute(self, command: Command) -> tuple[int, int]:
+        """Journal and match ``command``, send its reports and market data.
+
+        Return the command's journal sequence number and the number of orders it canceled.
+        """
         command_seq = self.audit.record_command(command)
         events = self.engine.process(command)
         transact_time = format_utc_timestamp(self.audit.now_us())
@@ -343,7 +381,7 @@ class Appliance:
             subscriber = self.sessions.get(session_id)
             if subscriber is not None:
                 subscriber.send(msg_type, body)
-        return canceled
+        return command_seq, canceled
 
     def _check_risk(
         self, session: Session, command: NewOrder | ReplaceOrder

@@ -121,6 +121,9 @@ class SessionSettings:
     end_day: int | None = None
     socket_no_delay: bool = True
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES
+    # Cancel the session's resting orders when its connection ends, unless the venue
+    # itself is shutting down.
+    cancel_on_disconnect: bool = False
 
     @property
     def session_id(self) -> str:
@@ -598,6 +601,7 @@ _KEYS: dict[str, _Key] = {
         _Key("ResetOnLogon", "reset_on_logon", _parse_yes_no),
         _Key("ResetOnLogout", "reset_on_logout", _parse_yes_no),
         _Key("ResetOnDisconnect", "reset_on_disconnect", _parse_yes_no),
+        _Key("CancelOnDisconnect", "cancel_on_disconnect", _parse_yes_no),
         _Key("FileStorePath", "file_store_path", _parse_directory),
         _Key("UseDataDictionary", "use_data_dictionary", _parse_yes_no),
         _Key("DataDictionary", "data_dictionary", _parse_file),

@@ -119,6 +119,7 @@ def test_every_key_parsed(tmp_path: Path) -> None:
         "ValidateFieldsHaveValues=N\nValidateUserDefinedFields=N\nValidateFieldsOutOfOrder=N\n"
         "CheckLatency=N\nMaxLatency=5\nStartTime=13:00:00\nEndTime=21:30:59\n"
         "StartDay=Sunday\nEndDay=fri\nTimeZone=UTC\nSocketNoDelay=N\nMaxMessageSize=4096\n"
+        "CancelOnDisconnect=Y\n"
     )
     (settings,) = load_session_settings(write_cfg(tmp_path, text))
     assert settings.sender_sub_id == "VENUE"
@@ -138,6 +139,7 @@ def test_every_key_parsed(tmp_path: Path) -> None:
     assert (settings.start_day, settings.end_day) == (6, 4)
     assert settings.socket_no_delay is False
     assert settings.max_message_size_bytes == 4096
+    assert settings.cancel_on_disconnect is True
 
 
 def test_keys_ignore_case() -> None:
