@@ -803,7 +803,9 @@ class Session:
     def _record_inbound(self, message: FixMessage) -> None:
         self.audit.record_message(
             self.session_id, "in", message.raw, msg_type=message.msg_type,
-            msg_seq_num=message.get_int(tags.MSG_SEQ_NUM, None),
+            # A malformed MsgSeqNum (34) is recorded as NULL; the raw message keeps it, and
+            # the session logs the peer out after recording it.
+            msg_seq_num=_msg_seq_num(message),
             cl_ord_id=message.get_str(tags.CL_ORD_ID),
             poss_dup=message.get(tags.POSS_DUP_FLAG) == b"Y",
             ts_us=self.last_received_us or None,

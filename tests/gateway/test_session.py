@@ -95,6 +95,24 @@ def test_seq_num_too_low_logs_out(client: RawFixClient) -> None:
     assert b"too low" in received[0].get(58)
 
 
+@pytest.mark.parametrize("msg_seq_num", [b"", b"2a"])
+def test_malformed_seq_num_logs_out(client: RawFixClient, msg_seq_num: bytes) -> None:
+    client.logon()
+    heartbeat = client.build("0", seq_num=2).replace(b"\x0134=2\x01", b"\x0134=" + msg_seq_num + b"\x01")
+    client.send_raw(_fix_checksum(heartbeat))
+    received = client.expect_disconnect()
+    assert [m.get(35) for m in received] == [b"5"]
+    assert received[0].get(58) == b"MsgSeqNum (34) is missing or not a number"
+
+
+def _fix_checksum(raw: bytes) -> bytes:
+    """Recompute BodyLength (9) and CheckSum (10) after an edit of the body."""
+    head, _, rest = raw.partition(b"\x019=")
+    body = rest.split(b"\x01", 1)[1].rsplit(b"10=", 1)[0]
+    framed = head + b"\x019=" + str(len(body)).encode() + b"\x01" + body
+    return framed + b"10=%03d\x01" % (sum(framed) % 256)
+
+
 def test_poss_dup_below_expected_ignored(client: RawFixClient) -> None:
     client.logon()
     client.send("0")
