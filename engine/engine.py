@@ -36,6 +36,7 @@ Policy decisions a FIX engineer would ask about:
 from __future__ import annotations
 
 import heapq
+import importlib
 import logging
 import os
 from bisect import insort
@@ -1150,6 +1151,13 @@ class MatchingEngine:
             )
 
 
+def compiled_status() -> str:
+    """Return whether new engines use the compiled fast paths, and why not, in words."""
+    if _cengine is not None:
+        return "compiled fast paths"
+    return f"pure Python: {_CENGINE_MISSING or 'FIXGW_NO_EXTENSIONS is set'}"
+
+
 def _use_compiled(compiled: bool | None) -> bool:
     if compiled is None:
         return _cengine is not None
@@ -1233,9 +1241,11 @@ def _load_compiled() -> tuple[Any, str]:
     if os.environ.get("FIXGW_NO_EXTENSIONS"):
         return None, ""
     try:
-        from engine import _cengine as module
+        module = importlib.import_module("engine._cengine")
+    except ModuleNotFoundError:
+        return None, "engine._cengine is not built (no C compiler at install time)"
     except ImportError as exc:
-        return None, f"engine._cengine is not built ({exc})"
+        return None, f"engine._cengine does not load: {exc}"
     from engine.book import BookSide
 
     module.configure({

@@ -30,7 +30,7 @@ from engine.commands import (
     RejectOrder,
     ReplaceOrder,
 )
-from engine.engine import MatchingEngine
+from engine.engine import MatchingEngine, compiled_status
 from engine.instrument import Instrument
 from engine.events import CancelReject, ExecutionEvent, Trade
 from engine.orders import CxlRejReason, CxlRejResponseTo, ExecType
@@ -141,8 +141,9 @@ class Appliance:
             raise
         self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
         logger.info(
-            "appliance started: %d sessions, %d instruments, audit trail %s",
+            "appliance started: %d sessions, %d instruments, audit trail %s, matching engine %s",
             len(self.sessions), len(self.engine.symbols), self.audit_path,
+            "with compiled fast paths" if self.engine.compiled else f"in {compiled_status()}",
         )
         return ports
 

@@ -41,7 +41,7 @@ from engine.book import Order
 
 pytestmark = pytest.mark.skipif(
     engine_module._cengine is None,
-    reason=f"engine._cengine is not in use: {engine_module._CENGINE_MISSING or 'FIXGW_NO_EXTENSIONS is set'}",
+    reason=f"engine._cengine is not in use: {engine_module.compiled_status()}",
 )
 
 HERE = Path(__file__).resolve().parent
