@@ -38,6 +38,7 @@ from engine.commands import NewOrder  # noqa: E402
 from engine.events import ExecutionEvent  # noqa: E402
 from engine.orders import PRICE_SCALE, ExecType, OrdStatus, OrdType, Side, TimeInForce  # noqa: E402
 from surveillance.audit import AuditTrail  # noqa: E402
+from surveillance.audit_native import NO_EXTENSIONS_ENV, load_cwriter  # noqa: E402
 
 ROUNDS = 3
 WRITER_ORDERS = 40_000
@@ -254,6 +255,9 @@ def main() -> None:
 
     print(f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
           f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}")
+    # The writer process decides the same way, from the same environment.
+    kind = "C (surveillance._cwriter)" if load_cwriter() is not None else "Python"
+    print(f"writer path: {kind} ({NO_EXTENSIONS_ENV}=1 selects the Python writer)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         rate, size = bench_writer(folder)

@@ -108,7 +108,7 @@ static int configured = 0;
 static PyObject *s_instrument, *s_phase, *s_bids, *s_asks, *s_stops, *s_last_px, *s_last_qty;
 static PyObject *s_order_count, *s_exec_count, *s_trade_count, *s_seq;
 static PyObject *s_match, *s_run_stops, *s_cancel_remainder;
-static PyObject *s_empty;
+static PyObject *s_empty, *s_zero;
 
 static int
 slot_offsets(PyObject *cls, const char **names, Py_ssize_t *offsets, int count)
@@ -317,9 +317,13 @@ new_event(PyTypeObject *type, Py_ssize_t size)
 #define PUT(tuple, i, value) do { PyObject *v_ = (value); Py_INCREF(v_); PyTuple_SET_ITEM(tuple, i, v_); } while (0)
 #define PUT_NEW(tuple, i, value) PyTuple_SET_ITEM(tuple, i, value)
 
-/* An ExecutionEvent from the order's state, as MatchingEngine._execution builds it. */
+/* An ExecutionEvent in the field order of engine.events: the fields a report or a fill
+ * sets are given, the others are the order's. Steals exec_id and borrows the rest. */
 static PyObject *
-order_event(PyObject *order, PyObject *exec_id, PyObject *exec_type, PyObject *orig_cl_ord_id)
+execution_event(PyObject *order, PyObject *exec_id, PyObject *exec_type, PyObject *status,
+                PyObject *orig_cl_ord_id, PyObject *symbol, PyObject *price,
+                PyObject *cum_qty, PyObject *leaves_qty, PyObject *cum_notional,
+                PyObject *last_qty, PyObject *last_px, PyObject *trade_id)
 {
     PyObject *e = new_event(ExecutionEvent_type, 27);
     if (e == NULL) {
@@ -328,23 +332,23 @@ order_event(PyObject *order, PyObject *exec_id, PyObject *exec_type, PyObject *o
     }
     PUT_NEW(e, 0, exec_id);
     PUT(e, 1, exec_type);
-    PUT(e, 2, SLOT(order, order_off[O_ORD_STATUS]));
+    PUT(e, 2, status);
     PUT(e, 3, SLOT(order, order_off[O_ORDER_ID]));
     PUT(e, 4, SLOT(order, order_off[O_SESSION_ID]));
     PUT(e, 5, SLOT(order, order_off[O_CL_ORD_ID]));
     PUT(e, 6, orig_cl_ord_id);
-    PUT(e, 7, SLOT(order, order_off[O_SYMBOL]));
+    PUT(e, 7, symbol);
     PUT(e, 8, SLOT(order, order_off[O_SIDE]));
     PUT(e, 9, SLOT(order, order_off[O_ORD_TYPE]));
     PUT(e, 10, SLOT(order, order_off[O_TIME_IN_FORCE]));
-    PUT(e, 11, SLOT(order, order_off[O_PRICE]));
+    PUT(e, 11, price);
     PUT(e, 12, SLOT(order, order_off[O_ORDER_QTY]));
-    PUT(e, 13, SLOT(order, order_off[O_CUM_QTY]));
-    PUT(e, 14, SLOT(order, order_off[O_LEAVES_QTY]));
-    PUT(e, 15, SLOT(order, order_off[O_CUM_NOTIONAL]));
-    PUT_NEW(e, 16, PyLong_FromLong(0));
-    PUT_NEW(e, 17, PyLong_FromLong(0));
-    PUT(e, 18, Py_None);
+    PUT(e, 13, cum_qty);
+    PUT(e, 14, leaves_qty);
+    PUT(e, 15, cum_notional);
+    PUT(e, 16, last_qty);
+    PUT(e, 17, last_px);
+    PUT(e, 18, trade_id);
     PUT(e, 19, Py_None);
     PUT(e, 20, s_empty);
     PUT(e, 21, SLOT(order, order_off[O_STOP_PX]));
@@ -354,6 +358,98 @@ order_event(PyObject *order, PyObject *exec_id, PyObject *exec_type, PyObject *o
     PUT(e, 25, SLOT(order, order_off[O_EXPIRE_TIME_US]));
     PUT(e, 26, SLOT(order, order_off[O_EXPIRE_DATE]));
     return e;
+}
+
+/* An ExecutionEvent from the order's state, as MatchingEngine._execution builds it. */
+static PyObject *
+order_event(PyObject *order, PyObject *exec_id, PyObject *exec_type, PyObject *orig_cl_ord_id)
+{
+    return execution_event(
+        order, exec_id, exec_type, SLOT(order, order_off[O_ORD_STATUS]), orig_cl_ord_id,
+        SLOT(order, order_off[O_SYMBOL]), SLOT(order, order_off[O_PRICE]),
+        SLOT(order, order_off[O_CUM_QTY]), SLOT(order, order_off[O_LEAVES_QTY]),
+        SLOT(order, order_off[O_CUM_NOTIONAL]), s_zero, s_zero, Py_None);
+}
+
+/* A new event list holding one ExecutionEvent from the order's state, numbered with the
+ * next ExecID (17). */
+static PyObject *
+report_list(PyObject *exec_prefix, long long *exec_count, PyObject *order, PyObject *exec_type,
+            PyObject *orig_cl_ord_id)
+{
+    *exec_count += 1;
+    PyObject *exec_id = make_id(exec_prefix, *exec_count);
+    PyObject *e = exec_id ? order_event(order, exec_id, exec_type, orig_cl_ord_id) : NULL;
+    if (e == NULL) {
+        return NULL;
+    }
+    PyObject *events = PyList_New(1);
+    if (events == NULL) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    PyList_SET_ITEM(events, 0, e);
+    return events;
+}
+
+/* The aggressor's TRADE event, the resting order's TRADE event and the Trade of one
+ * fill, appended to ``events`` in that order, as MatchingEngine._match builds them. */
+static int
+append_fill(PyObject *events, PyObject *order, PyObject *resting, PyObject *exec_a,
+            PyObject *exec_r, PyObject *trade_id, long long take, long long cum_qty,
+            long long leaves, long long cum_notional, PyObject *price)
+{
+    PyObject *symbol = SLOT(order, order_off[O_SYMBOL]);
+    PyObject *take_obj = PyLong_FromLongLong(take);
+    PyObject *cum_obj = PyLong_FromLongLong(cum_qty);
+    PyObject *leaves_obj = PyLong_FromLongLong(leaves);
+    PyObject *notional_obj = PyLong_FromLongLong(cum_notional);
+    PyObject *ea = NULL, *er = NULL, *tr = NULL;
+    int result = -1;
+    if (take_obj == NULL || cum_obj == NULL || leaves_obj == NULL || notional_obj == NULL) {
+        Py_DECREF(exec_a);
+        Py_DECREF(exec_r);
+        goto done;
+    }
+    ea = execution_event(
+        order, exec_a, EX_TRADE, leaves ? ST_PARTIALLY_FILLED : ST_FILLED, Py_None, symbol,
+        SLOT(order, order_off[O_PRICE]), cum_obj, leaves_obj, notional_obj, take_obj, price,
+        trade_id);
+    if (ea == NULL) {
+        Py_DECREF(exec_r);
+        goto done;
+    }
+    er = execution_event(
+        resting, exec_r, EX_TRADE, SLOT(resting, order_off[O_ORD_STATUS]), Py_None, symbol,
+        price, SLOT(resting, order_off[O_CUM_QTY]), SLOT(resting, order_off[O_LEAVES_QTY]),
+        SLOT(resting, order_off[O_CUM_NOTIONAL]), take_obj, price, trade_id);
+    tr = er == NULL ? NULL : new_event(Trade_type, 10);
+    if (tr == NULL) {
+        goto done;
+    }
+    PUT(tr, 0, trade_id);
+    PUT(tr, 1, symbol);
+    PUT(tr, 2, price);
+    PUT(tr, 3, take_obj);
+    PUT(tr, 4, SLOT(order, order_off[O_SIDE]));
+    PUT(tr, 5, SLOT(order, order_off[O_ORDER_ID]));
+    PUT(tr, 6, SLOT(order, order_off[O_SESSION_ID]));
+    PUT(tr, 7, SLOT(resting, order_off[O_ORDER_ID]));
+    PUT(tr, 8, SLOT(resting, order_off[O_SESSION_ID]));
+    PUT(tr, 9, Py_False);
+    if (PyList_Append(events, ea) == 0 && PyList_Append(events, er) == 0
+        && PyList_Append(events, tr) == 0) {
+        result = 0;
+    }
+done:
+    Py_XDECREF(take_obj);
+    Py_XDECREF(cum_obj);
+    Py_XDECREF(leaves_obj);
+    Py_XDECREF(notional_obj);
+    Py_XDECREF(ea);
+    Py_XDECREF(er);
+    Py_XDECREF(tr);
+    return result;
 }
 
 /* ------------------------------------------------------------------ the accelerator */
@@ -690,11 +786,6 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
     PyObject *levels = SLOT(opposite, side_off[S_LEVELS]);
     PyObject *self_match = SLOT(order, order_off[O_SELF_MATCH]);
     PyObject *firm = SLOT(order, order_off[O_FIRM]);
-    PyObject *order_id = SLOT(order, order_off[O_ORDER_ID]);
-    PyObject *session_id = SLOT(order, order_off[O_SESSION_ID]);
-    PyObject *cl_ord_id = SLOT(order, order_off[O_CL_ORD_ID]);
-    PyObject *symbol = SLOT(order, order_off[O_SYMBOL]);
-    PyObject *side = SLOT(order, order_off[O_SIDE]);
     int ok = 1;
     long long leaves = as_ll(SLOT(order, order_off[O_LEAVES_QTY]), &ok);
     long long cum_qty = as_ll(SLOT(order, order_off[O_CUM_QTY]), &ok);
@@ -793,93 +884,17 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
             PyObject *trade_id = make_id(a->trade_prefix, c->trade_count);
             PyObject *exec_a = trade_id ? make_id(a->exec_prefix, c->exec_count - 1) : NULL;
             PyObject *exec_r = exec_a ? make_id(a->exec_prefix, c->exec_count) : NULL;
-            PyObject *take_obj = exec_r ? PyLong_FromLongLong(take) : NULL;
-            PyObject *ea = take_obj ? new_event(ExecutionEvent_type, 27) : NULL;
-            PyObject *er = ea ? new_event(ExecutionEvent_type, 27) : NULL;
-            PyObject *tr = er ? new_event(Trade_type, 10) : NULL;
-            if (tr == NULL) {
+            if (exec_r == NULL) {
                 Py_XDECREF(trade_id);
                 Py_XDECREF(exec_a);
-                Py_XDECREF(exec_r);
-                Py_XDECREF(take_obj);
-                Py_XDECREF(ea);
-                Py_XDECREF(er);
                 Py_DECREF(resting);
                 Py_DECREF(key);
                 goto error;
             }
-            PUT_NEW(ea, 0, exec_a);
-            PUT(ea, 1, EX_TRADE);
-            PUT(ea, 2, leaves ? ST_PARTIALLY_FILLED : ST_FILLED);
-            PUT(ea, 3, order_id);
-            PUT(ea, 4, session_id);
-            PUT(ea, 5, cl_ord_id);
-            PUT(ea, 6, Py_None);
-            PUT(ea, 7, symbol);
-            PUT(ea, 8, side);
-            PUT(ea, 9, SLOT(order, order_off[O_ORD_TYPE]));
-            PUT(ea, 10, SLOT(order, order_off[O_TIME_IN_FORCE]));
-            PUT(ea, 11, SLOT(order, order_off[O_PRICE]));
-            PUT(ea, 12, SLOT(order, order_off[O_ORDER_QTY]));
-            PUT_NEW(ea, 13, PyLong_FromLongLong(cum_qty));
-            PUT_NEW(ea, 14, PyLong_FromLongLong(leaves));
-            PUT_NEW(ea, 15, PyLong_FromLongLong(cum_notional));
-            PUT(ea, 16, take_obj);
-            PUT(ea, 17, price_obj);
-            PUT(ea, 18, trade_id);
-            PUT(ea, 19, Py_None);
-            PUT(ea, 20, s_empty);
-            PUT(ea, 21, SLOT(order, order_off[O_STOP_PX]));
-            PUT(ea, 22, SLOT(order, order_off[O_DISPLAY_QTY]));
-            PUT(ea, 23, SLOT(order, order_off[O_MIN_QTY]));
-            PUT(ea, 24, SLOT(order, order_off[O_POST_ONLY]));
-            PUT(ea, 25, SLOT(order, order_off[O_EXPIRE_TIME_US]));
-            PUT(ea, 26, SLOT(order, order_off[O_EXPIRE_DATE]));
-
-            PUT_NEW(er, 0, exec_r);
-            PUT(er, 1, EX_TRADE);
-            PUT(er, 2, SLOT(resting, order_off[O_ORD_STATUS]));
-            PUT(er, 3, SLOT(resting, order_off[O_ORDER_ID]));
-            PUT(er, 4, SLOT(resting, order_off[O_SESSION_ID]));
-            PUT(er, 5, SLOT(resting, order_off[O_CL_ORD_ID]));
-            PUT(er, 6, Py_None);
-            PUT(er, 7, symbol);
-            PUT(er, 8, SLOT(resting, order_off[O_SIDE]));
-            PUT(er, 9, SLOT(resting, order_off[O_ORD_TYPE]));
-            PUT(er, 10, SLOT(resting, order_off[O_TIME_IN_FORCE]));
-            PUT(er, 11, price_obj);
-            PUT(er, 12, SLOT(resting, order_off[O_ORDER_QTY]));
-            PUT(er, 13, SLOT(resting, order_off[O_CUM_QTY]));
-            PUT(er, 14, SLOT(resting, order_off[O_LEAVES_QTY]));
-            PUT(er, 15, SLOT(resting, order_off[O_CUM_NOTIONAL]));
-            PUT(er, 16, take_obj);
-            PUT(er, 17, price_obj);
-            PUT(er, 18, trade_id);
-            PUT(er, 19, Py_None);
-            PUT(er, 20, s_empty);
-            PUT(er, 21, SLOT(resting, order_off[O_STOP_PX]));
-            PUT(er, 22, SLOT(resting, order_off[O_DISPLAY_QTY]));
-            PUT(er, 23, SLOT(resting, order_off[O_MIN_QTY]));
-            PUT(er, 24, SLOT(resting, order_off[O_POST_ONLY]));
-            PUT(er, 25, SLOT(resting, order_off[O_EXPIRE_TIME_US]));
-            PUT(er, 26, SLOT(resting, order_off[O_EXPIRE_DATE]));
-
-            PUT_NEW(tr, 0, trade_id);
-            PUT(tr, 1, symbol);
-            PUT(tr, 2, price_obj);
-            PUT_NEW(tr, 3, take_obj);
-            PUT(tr, 4, side);
-            PUT(tr, 5, order_id);
-            PUT(tr, 6, session_id);
-            PUT(tr, 7, SLOT(resting, order_off[O_ORDER_ID]));
-            PUT(tr, 8, SLOT(resting, order_off[O_SESSION_ID]));
-            PUT(tr, 9, Py_False);
+            int failed = append_fill(events, order, resting, exec_a, exec_r, trade_id, take,
+                                     cum_qty, leaves, cum_notional, price_obj);
+            Py_DECREF(trade_id);
             Py_DECREF(resting);
-            int failed = PyList_Append(events, ea) < 0 || PyList_Append(events, er) < 0
-                || PyList_Append(events, tr) < 0;
-            Py_DECREF(ea);
-            Py_DECREF(er);
-            Py_DECREF(tr);
             if (failed) {
                 Py_DECREF(key);
                 goto error;
@@ -1190,21 +1205,10 @@ new_order(Accel *a, PyObject *cmd)
         goto error;
     }
 
-    c.exec_count += 1;
-    PyObject *exec_id = make_id(a->exec_prefix, c.exec_count);
-    if (exec_id == NULL) {
-        goto error;
-    }
-    PyObject *e = order_event(order, exec_id, EX_NEW, Py_None);
-    if (e == NULL) {
-        goto error;
-    }
-    events = PyList_New(1);
+    events = report_list(a->exec_prefix, &c.exec_count, order, EX_NEW, Py_None);
     if (events == NULL) {
-        Py_DECREF(e);
         goto error;
     }
-    PyList_SET_ITEM(events, 0, e);
     if (execute(a, &c, order, book, side, price, events) < 0 || store_counters(a, &c) < 0) {
         goto error;
     }
@@ -1381,19 +1385,10 @@ cancel_order(Accel *a, PyObject *cmd)
     set_slot_ref(order, order_off[O_ORD_STATUS], ST_CANCELED);
     set_slot_ref(order, order_off[O_LEAVES_QTY], zero);
     set_slot(order, order_off[O_VISIBLE_QTY], zero);
-    c.exec_count += 1;
-    PyObject *exec_id = make_id(a->exec_prefix, c.exec_count);
-    PyObject *e = exec_id ? order_event(order, exec_id, EX_CANCELED, previous) : NULL;
-    if (e == NULL || store_counters(a, &c) < 0) {
-        Py_XDECREF(e);
-        goto done;
+    result = report_list(a->exec_prefix, &c.exec_count, order, EX_CANCELED, previous);
+    if (result != NULL && store_counters(a, &c) < 0) {
+        Py_CLEAR(result);
     }
-    result = PyList_New(1);
-    if (result == NULL) {
-        Py_DECREF(e);
-        goto done;
-    }
-    PyList_SET_ITEM(result, 0, e);
 done:
     Py_DECREF(previous);
     Py_DECREF(order);
@@ -1489,19 +1484,10 @@ replace_order(Accel *a, PyObject *cmd)
             || set_slot_ll(order, order_off[O_VISIBLE_QTY], new_visible) < 0) {
             goto error;
         }
-        c.exec_count += 1;
-        PyObject *exec_id = make_id(a->exec_prefix, c.exec_count);
-        PyObject *e = exec_id ? order_event(order, exec_id, EX_REPLACED, previous) : NULL;
-        if (e == NULL || store_counters(a, &c) < 0) {
-            Py_XDECREF(e);
+        events = report_list(a->exec_prefix, &c.exec_count, order, EX_REPLACED, previous);
+        if (events == NULL || store_counters(a, &c) < 0) {
             goto error;
         }
-        events = PyList_New(1);
-        if (events == NULL) {
-            Py_DECREF(e);
-            goto error;
-        }
-        PyList_SET_ITEM(events, 0, e);
         goto done;
     }
     /* Any other change: out of the book, then in again as an aggressor. */
@@ -1515,18 +1501,10 @@ replace_order(Accel *a, PyObject *cmd)
     }
     set_slot_ref(order, order_off[O_DISPLAY_QTY], SLOT(cmd, replace_off[R_DISPLAY_QTY]));
     set_slot_ref(order, order_off[O_VISIBLE_QTY], SLOT(order, order_off[O_LEAVES_QTY]));
-    c.exec_count += 1;
-    PyObject *exec_id = make_id(a->exec_prefix, c.exec_count);
-    PyObject *e = exec_id ? order_event(order, exec_id, EX_REPLACED, previous) : NULL;
-    if (e == NULL) {
-        goto error;
-    }
-    events = PyList_New(1);
+    events = report_list(a->exec_prefix, &c.exec_count, order, EX_REPLACED, previous);
     if (events == NULL) {
-        Py_DECREF(e);
         goto error;
     }
-    PyList_SET_ITEM(events, 0, e);
     if (execute(a, &c, order, book, side, price, events) < 0 || store_counters(a, &c) < 0) {
         goto error;
     }
@@ -1602,23 +1580,13 @@ Accel_dealloc(Accel *a)
     Py_TYPE(a)->tp_free((PyObject *)a);
 }
 
+/* engine.<name>, which must be exactly of ``type``. */
 static PyObject *
-get_dict_attr(PyObject *obj, const char *name)
+get_typed_attr(PyObject *obj, const char *name, PyTypeObject *type)
 {
     PyObject *value = PyObject_GetAttrString(obj, name);
-    if (value != NULL && !PyDict_CheckExact(value)) {
-        PyErr_Format(PyExc_TypeError, "engine.%s must be a dict", name);
-        Py_CLEAR(value);
-    }
-    return value;
-}
-
-static PyObject *
-get_str_attr(PyObject *obj, const char *name)
-{
-    PyObject *value = PyObject_GetAttrString(obj, name);
-    if (value != NULL && !PyUnicode_CheckExact(value)) {
-        PyErr_Format(PyExc_TypeError, "engine.%s must be a str", name);
+    if (value != NULL && Py_TYPE(value) != type) {
+        PyErr_Format(PyExc_TypeError, "engine.%s must be a %s, got %R", name, type->tp_name, value);
         Py_CLEAR(value);
     }
     return value;
@@ -1646,14 +1614,14 @@ Accel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         Py_DECREF(a);
         return NULL;
     }
-    a->edict = get_dict_attr(engine, "__dict__");
-    a->books = a->edict ? get_dict_attr(engine, "_books") : NULL;
-    a->orders = a->books ? get_dict_attr(engine, "_orders") : NULL;
-    a->by_cl_ord_id = a->orders ? get_dict_attr(engine, "_by_cl_ord_id") : NULL;
-    a->firms = a->by_cl_ord_id ? get_dict_attr(engine, "_firms") : NULL;
-    a->order_prefix = a->firms ? get_str_attr(engine, "_order_prefix") : NULL;
-    a->exec_prefix = a->order_prefix ? get_str_attr(engine, "_exec_prefix") : NULL;
-    a->trade_prefix = a->exec_prefix ? get_str_attr(engine, "_trade_prefix") : NULL;
+    a->edict = get_typed_attr(engine, "__dict__", &PyDict_Type);
+    a->books = a->edict ? get_typed_attr(engine, "_books", &PyDict_Type) : NULL;
+    a->orders = a->books ? get_typed_attr(engine, "_orders", &PyDict_Type) : NULL;
+    a->by_cl_ord_id = a->orders ? get_typed_attr(engine, "_by_cl_ord_id", &PyDict_Type) : NULL;
+    a->firms = a->by_cl_ord_id ? get_typed_attr(engine, "_firms", &PyDict_Type) : NULL;
+    a->order_prefix = a->firms ? get_typed_attr(engine, "_order_prefix", &PyUnicode_Type) : NULL;
+    a->exec_prefix = a->order_prefix ? get_typed_attr(engine, "_exec_prefix", &PyUnicode_Type) : NULL;
+    a->trade_prefix = a->exec_prefix ? get_typed_attr(engine, "_trade_prefix", &PyUnicode_Type) : NULL;
     if (a->trade_prefix == NULL) {
         Py_DECREF(a);
         return NULL;
@@ -1712,6 +1680,9 @@ PyInit__cengine(void)
     INTERN(s_run_stops, "_run_stops");
     INTERN(s_cancel_remainder, "_cancel_remainder");
     INTERN(s_empty, "");
+    if ((s_zero = PyLong_FromLong(0)) == NULL) {
+        return NULL;
+    }
     if (PyType_Ready(&Accel_type) < 0) {
         return NULL;
     }

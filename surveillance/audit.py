@@ -9,11 +9,15 @@ recovery replays its command journal into a fresh engine. The tables are describ
 Writes are group commits. ``record_*`` calls only append a row to the pending batch in
 memory: a tuple of plain fields, with JSON and derived columns left to the writer. A
 committer task hands the whole batch, pickled, to the writer process
-(:mod:`surveillance.audit_writer`), which builds the rows and inserts them with
-``executemany`` inside one transaction, while new rows collect in the next batch. Under load
-batches grow, and at low load a row waits for about one commit. A caller that must not act
-before its rows are durable, such as sending an outbound message to the socket, registers
+(:mod:`surveillance.audit_writer`), which builds the rows and inserts them inside one
+transaction, while new rows collect in the next batch. Under load batches grow, and at low
+load a row waits for about one commit. A caller that must not act before its rows are
+durable, such as sending an outbound message to the socket, registers
 :meth:`AuditTrail.after_commit`.
+
+Under load a second full batch waits in the writer process's socket while the first
+commits (``MAX_IN_FLIGHT``). When a commit fails, the writer process skips the batches
+sent behind it, and all of them are sent again in order.
 
 A batch that reaches ``max_batch_rows`` is closed at the end of the current turn of the
 event loop, never in the middle of one. Everything one inbound message causes is recorded
@@ -53,7 +57,14 @@ from engine.commands import Command, command_from_dict
 from engine.events import Event
 from surveillance.audit_rows import command_record, features_json, split_records
 from surveillance.audit_schema import CHAINED_TABLES
-from surveillance.audit_writer import SCHEMA_VERSION, Batch, SchemaVersionError, WriterProcess
+from surveillance.audit_writer import (
+    SCHEMA_VERSION,
+    Batch,
+    SchemaVersionError,
+    WriterProcess,
+    WriterProcessError,
+    dumps_batch,
+)
 
 __all__ = [
     "AuditTrail",
@@ -67,6 +78,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_ROWS = 5000
+# Batches handed to the writer process before it replies to the first of them.
+MAX_IN_FLIGHT = 2
 RETRY_INTERVAL_S = 1.0
 
 _DIRECTIONS = frozenset({"in", "out"})
@@ -180,7 +193,9 @@ class AuditTrail:
 
         self._state = _State.NEW
         self._batches: collections.deque[Batch] = collections.deque([Batch()])
-        self._in_flight: Batch | None = None
+        # Batches handed to the writer process that it has not replied to yet, oldest
+        # first, and batches of callbacks only that wait for them.
+        self._in_flight: collections.deque[Batch] = collections.deque()
         self._wake = asyncio.Event()
         self._flush_waiters: set[asyncio.Future[None]] = set()
         self._failed_attempts = 0
@@ -207,7 +222,7 @@ class AuditTrail:
     @property
     def pending_rows(self) -> int:
         """Rows recorded but not yet committed, the batch being committed included."""
-        in_flight = self._in_flight.rows if self._in_flight is not None else 0
+        in_flight = sum(batch.rows for batch in self._in_flight)
         return in_flight + sum(batch.rows for batch in self._batches)
 
     @property
@@ -221,7 +236,7 @@ class AuditTrail:
         return self._committed_rows
 
     async def start(self) -> None:
-        """Open the file in the writer thread, create the schema and start the committer."""
+        """Start the writer process, which opens the file and creates the schema, and the committer."""
         if self._state is not _State.NEW:
             raise RuntimeError(
                 f"audit trail {self.path!r} is {self._state.value}; create a new AuditTrail "
@@ -569,7 +584,7 @@ class AuditTrail:
         Tests call it after each operation. With nothing pending, it also compares the
         session states in memory with the ``session_store`` table.
         """
-        batches = ([self._in_flight] if self._in_flight is not None else []) + list(self._batches)
+        batches = list(self._in_flight) + list(self._batches)
         for batch in batches:
             counted = len(batch.sessions) + sum(
                 len(split_records(name, values)) for name, values in batch.tables.items()
@@ -631,7 +646,13 @@ class AuditTrail:
 
     def _close_open_batch(self) -> None:
         self._seal_scheduled = False
-        if self._batches[-1].rows:
+        batch = self._batches[-1]
+        if batch.rows:
+            # A full batch usually waits for the commit before it. Pickled now, it reaches
+            # the writer process as soon as that commit is done. A value that cannot be
+            # pickled fails the batch's commit instead, which reports it.
+            with contextlib.suppress(Exception):
+                batch.payload = dumps_batch(batch.tables, batch.sessions)
             self._batches.append(Batch())
 
     async def _run_committer(self) -> None:
@@ -648,35 +669,72 @@ class AuditTrail:
 
     async def _commit_pending(self) -> None:
         """Commit the queued batches in order and run their callbacks, until none is left
-        or a commit fails."""
-        while self._has_work():
-            batch = self._batches.popleft()
-            if not self._batches:
-                self._batches.append(Batch())
+        or a commit fails.
 
-            if batch.rows and not await self._commit(batch):
-                # Keep the rows and callbacks at the head of the queue for the retry.
-                self._batches.appendleft(batch)
+        Up to MAX_IN_FLIGHT batches wait in the writer process's socket, so it goes from
+        one commit straight to the next while the loop runs the callbacks of the batch
+        just committed. Only the first may be the open batch: later ones are full, so a
+        busy writer gets large batches rather than many small ones.
+        """
+        in_flight = self._in_flight
+        while True:
+            if not await self._send_batches():
+                return
+            if not in_flight:
+                return
+            batch = in_flight[0]
+            if batch.rows and not await self._receive_outcome(batch):
+                self._requeue_in_flight()
                 self._fail_flush_waiters()
                 return
-
+            in_flight.popleft()
             self._run_callbacks(batch.callbacks)
 
     def _has_work(self) -> bool:
         head = self._batches[0]
         return len(self._batches) > 1 or head.rows > 0 or bool(head.callbacks)
 
-    async def _commit(self, batch: Batch) -> bool:
-        loop = asyncio.get_running_loop()
-        self._in_flight = batch
+    async def _send_batches(self) -> bool:
+        """Hand queued batches to the writer process; return False if a send failed."""
+        in_flight = self._in_flight
+        while len(in_flight) < MAX_IN_FLIGHT and self._has_work():
+            if in_flight and len(self._batches) == 1:
+                # Only the open batch is left: it keeps filling while the writer works.
+                return True
+            if self._batches[0].rows and in_flight and self._writer.needs_restart():
+                # The batches in flight fail first, then the retry restarts the writer.
+                return True
+            batch = self._batches.popleft()
+            if not self._batches:
+                self._batches.append(Batch())
+            in_flight.append(batch)
+            if not batch.rows:
+                continue
+            try:
+                if self._writer.needs_restart():
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(self._executor, self._writer.restart)
+                sent = sum(1 for queued in in_flight if queued.rows)
+                await self._writer.send(batch, self._writer.batch_no + sent)
+            except Exception as exc:
+                self._on_commit_failed(batch, exc)
+                self._requeue_in_flight()
+                self._fail_flush_waiters()
+                return False
+        return True
+
+    async def _receive_outcome(self, batch: Batch) -> bool:
+        """Wait until the writer process has committed ``batch``, the oldest one sent."""
         try:
-            await loop.run_in_executor(self._executor, self._writer.commit, batch)
+            if not await self._writer.receive():
+                raise WriterProcessError(
+                    f"audit writer for {self.path!r} skipped batch {self._writer.batch_no + 1} "
+                    "although no batch before it failed; this is a bug in the audit trail"
+                )
         except Exception as exc:
             self._on_commit_failed(batch, exc)
+            await self._drain_in_flight()
             return False
-        finally:
-            self._in_flight = None
-
         self._committed_batches += 1
         self._committed_rows += batch.rows
         if self.failed is not None:
@@ -689,6 +747,25 @@ class AuditTrail:
             self._failed_attempts = 0
             self._notify(None)
         return True
+
+    async def _drain_in_flight(self) -> None:
+        """Read the writer process's replies to the batches sent after a failed one.
+
+        It skips each of them, because their rows follow rows that are not in the file.
+        A broken stream has no replies left to read.
+        """
+        for batch in list(self._in_flight)[1:]:
+            if not batch.rows or self._writer.needs_restart():
+                continue
+            try:
+                await self._writer.receive()
+            except Exception as exc:
+                logger.debug("audit trail %s: batch behind a failed one: %r", self.path, exc)
+
+    def _requeue_in_flight(self) -> None:
+        """Put every batch in flight back at the head of the queue, in order, for the retry."""
+        self._batches.extendleft(reversed(self._in_flight))
+        self._in_flight.clear()
 
     def _on_commit_failed(self, batch: Batch, exc: Exception) -> None:
         self.failed = exc

@@ -31,13 +31,15 @@ import os
 import sqlite3
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from surveillance.audit_schema import CHAINED_TABLES, Table
 
-__all__ = ["GENESIS_HASH", "ChainProblem", "ChainReport", "seal_batch", "verify_chain"]
+__all__ = [
+    "GENESIS_HASH", "ChainProblem", "ChainReport", "seal_batch", "seal_encoded", "verify_chain",
+]
 
 GENESIS_HASH = "0" * 64
 _MARSHAL_VERSION = 2
@@ -66,26 +68,48 @@ def seal_batch(
 
     Each row's first value is its id, and ids within a table run without gaps.
     """
-    ranges: dict[str, list[int]] = {}
+    ranges: dict[str, tuple[int, int]] = {}
     encoded: list[bytes] = []
     for name, rows in tables:
         if rows:
-            ranges[name] = [rows[0][0], rows[-1][0]]
+            ranges[name] = (rows[0][0], rows[-1][0])
             # encode_row for each row, with marshal called from C rather than per row.
             encoded.extend(map(marshal.dumps, rows, itertools.repeat(_MARSHAL_VERSION)))
-    ranges_text = json.dumps(ranges, separators=(",", ":"))
+    crcs = struct.pack(f"<{len(encoded)}I", *map(zlib.crc32, encoded))
+    return seal_encoded(batch_no, prev_hash, committed_us, ranges, b"".join(encoded), crcs)
 
+
+def seal_encoded(
+    batch_no: int,
+    prev_hash: str,
+    committed_us: int,
+    ranges: Mapping[str, tuple[int, int]],
+    encoded: bytes,
+    row_crcs: bytes,
+) -> tuple[Any, ...]:
+    """Return the ``audit_batches`` row for rows that are already encoded.
+
+    ``ranges`` maps each table with rows, in chain order, to its first and last id.
+    ``encoded`` is every row's :func:`encode_row` bytes end to end, and ``row_crcs`` the
+    CRC-32 of each, 4 bytes little-endian.
+    """
+    ranges_text = json.dumps(
+        {name: [first, last] for name, (first, last) in ranges.items()}, separators=(",", ":")
+    )
     digest = hashlib.sha256(bytes.fromhex(prev_hash))
     digest.update(_header(batch_no, committed_us, ranges_text))
-    digest.update(b"".join(encoded))
-    crcs = struct.pack(f"<{len(encoded)}I", *map(zlib.crc32, encoded))
+    digest.update(encoded)
     return (
-        batch_no, committed_us, len(encoded), ranges_text, crcs, prev_hash, digest.hexdigest()
+        batch_no, committed_us, len(row_crcs) // 4, ranges_text, row_crcs, prev_hash,
+        digest.hexdigest(),
     )
 
 
-def insert_seal(conn: sqlite3.Connection, seal: tuple[Any, ...]) -> None:
-    """Insert the row :func:`seal_batch` returned, inside the batch's transaction."""
+def insert_seal(conn: Any, seal: tuple[Any, ...]) -> None:
+    """Insert the row :func:`seal_batch` returned, inside the batch's transaction.
+
+    ``conn`` is a :class:`sqlite3.Connection` or a ``surveillance._cwriter.Writer``.
+    """
     conn.execute(_INSERT_SEAL, seal)
 
 

@@ -31,7 +31,10 @@ __all__ = [
     "event_fields",
     "event_record",
     "event_row",
+    "command_widths",
     "features_json",
+    "native_command_layouts",
+    "native_event_layouts",
     "split_records",
 ]
 
@@ -76,6 +79,10 @@ class _EventLayout:
     extra_values: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # record -> extra fields
     extra_names: tuple[str, ...]
     extra_defaults: tuple[Any, ...]
+    # The record position of each column but ``extra``, None for NULL; then of each field
+    # without a column. The C writer reads these (see native_event_layouts).
+    sources: tuple[int | None, ...]
+    extra_at: tuple[int, ...]
 
 
 def _event_layout(cls: Any) -> _EventLayout:
@@ -85,9 +92,10 @@ def _event_layout(cls: Any) -> _EventLayout:
     sources = (0, 1, 2, 3, *(null if name is None else at[name] for name in _EVENT_COLUMNS[cls]))
     extra = tuple(name for name in fields if name not in _COLUMN_FIELDS[cls])
     defaults = tuple(cls._field_defaults.get(name) for name in extra)
+    extra_at = tuple(at[name] for name in extra)
     return _EventLayout(
-        operator.itemgetter(*sources), _tuple_getter([at[name] for name in extra]), extra,
-        defaults,
+        operator.itemgetter(*sources), _tuple_getter(list(extra_at)), extra, defaults,
+        tuple(None if source == null else source for source in sources), extra_at,
     )
 
 
@@ -256,3 +264,53 @@ def _split_by_width(values: list[Any], key_at: int, widths: dict[Any, int]) -> l
         records.append(tuple(values[start:end]))
         start = end
     return records
+
+
+# ------------------------------------------------------------------ layouts for the C writer
+
+
+def native_event_layouts() -> dict[str, tuple[Any, ...]]:
+    """Return, per event kind, what ``surveillance._cwriter`` needs to build its rows.
+
+    Each value is (record width, the record position of each column but ``extra`` or -1
+    for NULL, the positions of the fields without a column, their defaults), the layout
+    that :func:`event_row` applies.
+    """
+    return {
+        name: (
+            _EVENT_WIDTHS[name],
+            tuple(-1 if source is None else source for source in layout.sources),
+            layout.extra_at,
+            layout.extra_defaults,
+        )
+        for name, layout in _EVENT_LAYOUTS.items()
+    }
+
+
+def native_command_layouts() -> dict[type, tuple[Any, ...]]:
+    """Return, per command class, what ``surveillance._cwriter`` needs to build its rows.
+
+    Each value is (record width, JSON fragments, type name, record positions of
+    ``session_id``, ``cl_ord_id`` and ``orig_cl_ord_id`` or -1). The body is fragment 0,
+    field 0, fragment 1, ..., the last field, the last fragment: the text that
+    :func:`command_row` writes with ``separators=(",", ":")``. RejectOrder nests its order,
+    so it is left to :func:`command_row`.
+    """
+    layouts = {}
+    for cls, names in _COMMAND_FIELDS.items():
+        if cls is RejectOrder:
+            continue
+        keys = [json.dumps(name) for name in names]
+        fragments = ("{" + keys[0] + ":", *("," + key + ":" for key in keys[1:]),
+                     ',"type":' + json.dumps(cls.__name__) + "}")
+        at = {name: 3 + index for index, name in enumerate(names)}
+        layouts[cls] = (
+            _COMMAND_WIDTHS[cls], fragments, cls.__name__, at["session_id"], at["cl_ord_id"],
+            at.get("orig_cl_ord_id", -1),
+        )
+    return layouts
+
+
+def command_widths() -> dict[type, int]:
+    """Return the record width of each command class: seq, ts_us, class, then its fields."""
+    return dict(_COMMAND_WIDTHS)

@@ -2,17 +2,20 @@
 
 :class:`BatchWriter` opens the file, creates the schema, reads back the state a restart
 needs, and commits each :class:`Batch` in one transaction together with the batch's seal
-in the hash chain (see :mod:`surveillance.audit_chain`).
+in the hash chain (see :mod:`surveillance.audit_chain`). It commits through the C
+extension ``surveillance._cwriter`` when that is built (see :mod:`surveillance.audit_native`),
+otherwise in Python, and both write the same rows and hashes.
 
-:class:`WriterProcess` runs it in a child process and talks to it over a pipe, one pickled
-batch per message (:func:`dumps_batch`). Building, hashing and inserting rows then use
-a core of their own and never hold the event loop's GIL. The loop pays for pickling
-instead: with ``bench/bench_audit.py``'s end-to-end run, 5 to 8 µs of CPU per order
-against about 50 µs for the writer's work.
+:class:`WriterProcess` runs it in a child process and talks to it over a socket pair, one
+pickled batch per message (:func:`dumps_batch`). Building, hashing and inserting rows then
+use a core of their own and never hold the event loop's GIL. The loop pays for pickling
+instead: with ``bench/bench_audit.py``'s writer run, about 4 µs of CPU per order against
+about 20 µs for the C writer's work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import enum
@@ -23,15 +26,16 @@ import platform
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
-from multiprocessing.connection import Connection
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from surveillance.audit_chain import GENESIS_HASH, insert_seal, seal_batch
+from surveillance.audit_native import NativeWriter, load_cwriter
 from surveillance.audit_rows import alert_row, command_row, event_row, split_records
 from surveillance.audit_schema import CHAINED_TABLES, create_schema, insert_sql
 
@@ -50,6 +54,15 @@ SCHEMA_VERSION = "2"
 
 _INSERTS = {table.name: insert_sql(table) for table in CHAINED_TABLES}
 _CHAIN_ENCODING = "sha256; rows as marshal format 2 tuples in schema column order"
+
+# The page size of a new file. With the C writer on bench/bench_audit.py's machine, 8 KiB
+# pages took about 1.5 µs less of the writer's CPU per order than 4 KiB pages: fewer
+# pages to write to the WAL and copy back at checkpoints. A file keeps the page size it
+# was created with.
+PAGE_SIZE = 8192
+# Checkpoints copy the WAL into the file in the writer process; fewer, larger ones cost
+# less per row. The WAL is checkpointed when it reaches about this size.
+WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
 
 _UPSERT_SESSION = (
     "INSERT INTO session_store (session_id, next_sender_seq_num, next_target_seq_num,"
@@ -97,6 +110,8 @@ class Batch:
     sessions: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
     rows: int = 0
+    # The batch pickled by dumps_batch once it is closed to new rows, or None.
+    payload: bytes | None = None
 
 
 # (session_id, next_sender_seq_num, next_target_seq_num, creation_time_us)
@@ -112,22 +127,44 @@ class StoredState:
 
 
 class BatchWriter:
-    """The SQLite connection that writes. Every method runs in the single writer thread."""
+    """The SQLite connection that writes. Every method runs in the single writer thread.
 
-    def __init__(self, path: str, clock: Callable[[], int], owner_pid: int | None = None) -> None:
+    With ``native`` None, batches commit through the C extension ``surveillance._cwriter``
+    when it is built and not disabled (see :func:`surveillance.audit_native.load_cwriter`),
+    otherwise in Python. True requires the extension and False forces Python. Both paths
+    write the same rows and seal them with the same hashes.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        clock: Callable[[], int],
+        owner_pid: int | None = None,
+        *,
+        native: bool | None = None,
+    ) -> None:
         self.path = path
         self.clock = clock
         # The appliance's process ID for clock_log, when this runs in the writer process.
         self.owner_pid = owner_pid if owner_pid is not None else os.getpid()
         self.conn: sqlite3.Connection | None = None
+        self.native: NativeWriter | None = None
         self.batch_no = 0
         self.head_hash = GENESIS_HASH
+        self._cwriter = load_cwriter() if native is not False else None
+        if native and self._cwriter is None:
+            raise ImportError(
+                "surveillance._cwriter is not built or FIXGW_NO_EXTENSIONS is set; run "
+                "`pip install -e .` with a C compiler and SQLite's headers, or pass native=None"
+            )
 
     def open(self) -> StoredState:
         _bind_none_and_bytes_directly()
         # isolation_level=None leaves BEGIN and COMMIT to commit(), one pair per batch.
         conn = sqlite3.connect(self.path, isolation_level=None)
         self.conn = conn
+        # Ignored by SQLite unless the file is new.
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
             raise sqlite3.OperationalError(
@@ -135,10 +172,9 @@ class BatchWriter:
                 "compliance queries must read while the gateway writes, so put the file "
                 "on a local filesystem"
             )
-        conn.execute("PRAGMA synchronous=NORMAL")
-        # Checkpoints copy the WAL into the file in the writer thread; fewer, larger ones
-        # cost less per row. 16384 pages of 4 KiB bound the WAL near 64 MiB.
-        conn.execute("PRAGMA wal_autocheckpoint=16384")
+        pragmas = _connection_pragmas(conn.execute("PRAGMA page_size").fetchone()[0])
+        for pragma in pragmas:
+            conn.execute(pragma)
         create_schema(conn)
         self._record_meta(conn)
         head = conn.execute(
@@ -147,11 +183,26 @@ class BatchWriter:
         if head is not None:
             self.batch_no, self.head_hash = head
         stored = _read_stored_state(conn)
+        if self._cwriter is not None:
+            # A second connection from the same SQLite library in this process, which
+            # commits every batch from now on; the first stays idle until close().
+            self.native = NativeWriter(self._cwriter, self.path, pragmas)
         self._record_clock(stored.next_ids)
         return stored
 
     def commit(self, batch: Batch) -> None:
         """Insert the batch and its seal in one transaction; advance the chain on success."""
+        if self.native is not None:
+            seal = self.native.commit(
+                self.batch_no + 1, self.head_hash, self.clock, batch.tables,
+                batch.sessions.values(), _UPSERT_SESSION,
+            )
+        else:
+            seal = self._commit_in_python(batch)
+        self.batch_no += 1
+        self.head_hash = seal[-1]
+
+    def _commit_in_python(self, batch: Batch) -> tuple[Any, ...]:
         conn = self._connection()
         tables = {name: split_records(name, values) for name, values in batch.tables.items()}
         # The loop recorded commands and events as plain field values; rows are built here.
@@ -173,8 +224,7 @@ class BatchWriter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        self.batch_no += 1
-        self.head_hash = seal[-1]
+        return seal
 
     def _record_clock(self, next_ids: dict[str, int]) -> None:
         """Commit one ``clock_log`` row naming the clock behind every timestamp of this run."""
@@ -190,6 +240,9 @@ class BatchWriter:
         next_ids["clock_log"] += 1
 
     def close(self) -> None:
+        if self.native is not None:
+            self.native.close()
+            self.native = None
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -216,6 +269,14 @@ class BatchWriter:
                 f"{self.path!r} has audit schema version {meta['schema_version']!r}, expected "
                 f"{SCHEMA_VERSION!r}; open it with the fixgw release that wrote it"
             )
+
+
+def _connection_pragmas(page_size: int) -> tuple[str, ...]:
+    """Return the settings of each writing connection, for the file's page size."""
+    return (
+        "PRAGMA synchronous=NORMAL",
+        f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}",
+    )
 
 
 def _read_stored_state(conn: sqlite3.Connection) -> StoredState:
@@ -291,39 +352,108 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def serve(conn: Connection, path: str, owner_pid: int) -> None:
-    """Run in the writer process: open ``path``, then commit each batch the pipe brings."""
+def serve(sock: socket.socket, path: str, owner_pid: int) -> None:
+    """Run in the writer process: open ``path``, then commit each batch the socket brings."""
     _die_with_parent()
     writer = BatchWriter(path, _now_us, owner_pid)
     try:
         stored = writer.open()
     except Exception as exc:
-        conn.send(("error", exc))
+        _write_message(sock, ("error", exc))
         return
-    conn.send(("ok", stored, writer.batch_no, writer.head_hash))
+    _write_message(sock, ("ok", stored, writer.batch_no, writer.head_hash))
     while True:
-        try:
-            request = conn.recv_bytes()
-        except EOFError:
+        request = _read_request(sock)
+        if request is None:
             break
-        if not request:
-            break
-        tables, sessions = pickle.loads(request)
+        batch_no, payload = request
+        if batch_no != writer.batch_no + 1:
+            # A batch sent behind one whose commit failed: its rows would follow rows
+            # that are not in the file. The parent sends it again after the retry.
+            _write_message(sock, ("skipped", None, writer.batch_no, writer.head_hash))
+            continue
+        tables, sessions = pickle.loads(payload)
         try:
             writer.commit(Batch(tables=tables, sessions=sessions))
         except Exception as exc:
-            conn.send(("error", exc))
+            _write_message(sock, ("error", exc))
             continue
-        conn.send(("ok", None, writer.batch_no, writer.head_hash))
+        _write_message(sock, ("ok", None, writer.batch_no, writer.head_hash))
     writer.close()
 
 
+# ------------------------------------------------------------------ framing
+
+# Every message on the socket is its length as 8 bytes little-endian, then the pickle.
+# A request to commit also carries, after its length, the number the batch gets in the
+# hash chain. A length of 0 ends the stream: the writer process closes the file and exits.
+_HEADER = struct.Struct("<Q")
+_REQUEST_HEADER = struct.Struct("<QQ")
+
+
+def _frame_header(size: int) -> bytes:
+    return _HEADER.pack(size)
+
+
+def _read_request(sock: socket.socket) -> tuple[int, bytearray] | None:
+    """Read one commit request (batch number, payload); None at the end of the stream."""
+    header = _read_exactly(sock, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size == 0:
+        return None
+    rest = _read_exactly(sock, _REQUEST_HEADER.size - _HEADER.size + size)
+    if rest is None:
+        return None
+    (batch_no,) = _HEADER.unpack_from(rest)
+    return batch_no, rest[_HEADER.size:]
+
+
+def _write_message(sock: socket.socket, message: Any) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_frame_header(len(payload)) + payload)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
+    """Read ``size`` bytes from a blocking socket; None at the end of the stream."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    while view:
+        received = sock.recv_into(view)
+        if received == 0:
+            return None
+        view = view[received:]
+    return buffer
+
+
+def _read_frame(sock: socket.socket) -> bytearray | None:
+    """Read one message's bytes from a blocking socket; None at the end of the stream."""
+    header = _read_exactly(sock, _HEADER.size)
+    if header is None:
+        return None
+    return _read_exactly(sock, _HEADER.unpack(header)[0])
+
+
+# Replies are about 100 bytes, so one read usually contains a whole reply or several.
+_READ_SIZE = 65536
+# The send buffer asked for; a full batch of 5,000 rows is about 0.6 MB pickled.
+_SEND_BUFFER_BYTES = 8 * 1024 * 1024
+# A payload up to this size goes out in one send together with its header.
+_SMALL_PAYLOAD = 65536
+# What _handle_reply returns for a batch that the writer process skipped.
+_SKIPPED = object()
+
+
 class WriterProcess:
-    """The parent's end of the writer process. Call every method from one thread.
+    """The parent's end of the writer process.
 
     The writer runs as ``python -m surveillance.audit_writer FD PATH PID`` with one end of
     a socket pair, so it never imports the caller's main module as multiprocessing's
-    spawn would.
+    spawn would. :meth:`open`, :meth:`restart` and :meth:`close` block, so the event loop
+    runs them in a thread. :meth:`send` and :meth:`receive` run on the event loop itself:
+    a thread that hands each batch over would wait for the GIL while the loop is busy,
+    sometimes for hundreds of milliseconds, and the writer process would wait with it.
     """
 
     def __init__(self, path: str) -> None:
@@ -331,7 +461,11 @@ class WriterProcess:
         self.batch_no = 0
         self.head_hash = GENESIS_HASH
         self._process: subprocess.Popen[bytes] | None = None
-        self._conn: Connection | None = None
+        self._sock: socket.socket | None = None
+        # Bytes received from the writer process and not yet parsed into replies.
+        self._received = bytearray()
+        # A send or receive stopped half way (cancelled), so the stream is out of step.
+        self._broken = False
 
     def open(self) -> StoredState:
         """Start the writer process and return the state it read from the file."""
@@ -339,6 +473,10 @@ class WriterProcess:
         fd = child_end.fileno()
         # The child imports surveillance from wherever this process did.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        # sqlite-utils imports numpy, whose OpenBLAS starts a thread per core that spins
+        # for a while: about 0.1 s of CPU at each start on bench/bench_audit.py's machine.
+        # The writer never calls BLAS.
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "surveillance.audit_writer", str(fd), self.path,
@@ -347,30 +485,94 @@ class WriterProcess:
             )
         finally:
             child_end.close()
-        self._conn = Connection(parent_end.detach())
-        stored = self._call_reply()
+        # A batch that fits in the socket's send buffer goes out in one call, without
+        # waiting for turns of a busy event loop to send the rest. Linux caps the size at
+        # net.core.wmem_max (212992 bytes by default) and then doubles it, so a default
+        # system takes about 500 orders of bench/bench_audit.py's rows in one call.
+        parent_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER_BYTES)
+        self._sock = parent_end
+        self._received.clear()
+        self._broken = False
+        stored = self._handle_reply(_read_frame(parent_end))
         if not isinstance(stored, StoredState):
             raise WriterProcessError(f"audit writer for {self.path!r} returned {stored!r} on open")
+        parent_end.setblocking(False)
         return stored
 
-    def commit(self, batch: Batch) -> None:
-        """Commit the batch in the writer process; raise what the commit raised there."""
-        if self._process is None or self._process.poll() is not None:
-            self.close()
-            self.open()
-        conn = self._connection()
+    def needs_restart(self) -> bool:
+        """Return True when the writer process is gone or its stream is out of step."""
+        return self._broken or self._process is None or self._process.poll() is not None
+
+    def restart(self) -> None:
+        """Stop what is left of the writer process and start a new one."""
+        self.close()
+        self.open()
+
+    async def send(self, batch: Batch, batch_no: int) -> None:
+        """Send the batch to the writer process, which commits it as batch ``batch_no``.
+
+        :meth:`receive` returns the outcome, and the writer process replies in the order
+        the batches were sent. It skips a batch whose number does not follow its last
+        commit.
+        """
+        sock = self._socket()
+        payload = batch.payload
+        if payload is None:
+            payload = dumps_batch(batch.tables, batch.sessions)
+        loop = asyncio.get_running_loop()
+        header = _REQUEST_HEADER.pack(len(payload), batch_no)
         try:
-            conn.send_bytes(dumps_batch(batch.tables, batch.sessions))
+            if len(payload) <= _SMALL_PAYLOAD:
+                await loop.sock_sendall(sock, header + payload)
+            else:
+                await loop.sock_sendall(sock, header)
+                await loop.sock_sendall(sock, payload)
         except OSError as exc:
+            self._broken = True
             raise WriterProcessError(f"audit writer for {self.path!r} is gone: {exc}") from exc
-        self._call_reply()
+        except BaseException:
+            self._broken = True
+            raise
+
+    async def receive(self) -> bool:
+        """Wait for the outcome of the oldest batch sent; raise what its commit raised.
+
+        Return True when it was committed, False when the writer process skipped it.
+        """
+        sock = self._socket()
+        try:
+            reply = await self._read_reply(sock)
+        except OSError:
+            reply = None
+        except BaseException:
+            self._broken = True
+            raise
+        return self._handle_reply(reply) is not _SKIPPED
+
+    async def _read_reply(self, sock: socket.socket) -> bytes | None:
+        """Return the next reply's bytes; None at the end of the stream."""
+        loop = asyncio.get_running_loop()
+        received = self._received
+        while True:
+            if len(received) >= _HEADER.size:
+                end = _HEADER.size + _HEADER.unpack_from(received)[0]
+                if len(received) >= end:
+                    reply = bytes(received[_HEADER.size:end])
+                    del received[:end]
+                    return reply
+            data = await loop.sock_recv(sock, _READ_SIZE)
+            if not data:
+                return None
+            received += data
 
     def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(OSError):
-                self._conn.send_bytes(b"")
-            self._conn.close()
-            self._conn = None
+        if self._sock is not None:
+            if not self._broken:
+                with contextlib.suppress(OSError):
+                    self._sock.setblocking(True)
+                    self._sock.sendall(_frame_header(0))
+            self._sock.close()
+            self._sock = None
         if self._process is not None:
             try:
                 self._process.wait(timeout=10)
@@ -379,30 +581,29 @@ class WriterProcess:
                 self._process.wait()
             self._process = None
 
-    def _call_reply(self) -> Any:
-        conn = self._connection()
-        try:
-            reply = conn.recv()
-        except (EOFError, OSError) as exc:
+    def _handle_reply(self, reply: bytes | bytearray | None) -> Any:
+        if reply is None:
+            self._broken = True
             code = self._process.poll() if self._process is not None else None
             raise WriterProcessError(
                 f"audit writer for {self.path!r} exited (code {code!r}) before replying; "
                 "check its standard error for the cause"
-            ) from exc
-        if reply[0] == "error":
-            raise reply[1]
-        _, result, self.batch_no, self.head_hash = reply
-        return result
+            )
+        message = pickle.loads(reply)
+        if message[0] == "error":
+            raise message[1]
+        outcome, result, self.batch_no, self.head_hash = message
+        return _SKIPPED if outcome == "skipped" else result
 
-    def _connection(self) -> Connection:
-        if self._conn is None:
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
             raise RuntimeError(f"audit writer for {self.path!r} is not open")
-        return self._conn
+        return self._sock
 
 
 if __name__ == "__main__":
-    # Import under the package name, so what the pipe pickles names surveillance.audit_writer
+    # Import under the package name, so what the socket carries names surveillance.audit_writer
     # classes rather than __main__ ones.
     from surveillance.audit_writer import serve as _serve
 
-    _serve(Connection(int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))
+    _serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))

@@ -35,6 +35,9 @@ from engine.orders import (
 )
 from surveillance.audit import AuditTrail, AuditTrailError, SessionState
 
+# Every test runs with both audit writers (tests/surveillance/conftest.py).
+pytestmark = pytest.mark.usefixtures("writer")
+
 SESSION = "FIX.4.4:VENUE->BRK1"
 OTHER_SESSION = "FIX.4.4:VENUE->BRK2"
 NEW_ORDER = NewOrder(SESSION, "A1", "AAPL", Side.BUY, OrdType.LIMIT, 100, 223 * PRICE_SCALE)
@@ -170,12 +173,13 @@ def test_rows_during_commit_join_next_batch(tmp_path: Path) -> None:
         trail = AuditTrail(tmp_path / "audit.db")
         await trail.start()
         record_out(trail, 1)
-        # One turn of the loop lets the committer hand the first row to the writer thread.
+        # One turn of the loop lets the committer hand the first row to the writer process,
+        # which may even commit it before the turn ends.
         await asyncio.sleep(0)
         for msg_seq_num in range(2, 502):
             record_out(trail, msg_seq_num)
-        assert trail.committed_batches == 0
-        assert trail.pending_rows == 501
+        assert trail.committed_batches in (0, 1)
+        assert trail.pending_rows == 501 - trail.committed_rows
         trail.check()
         await trail.close()
         return trail

@@ -14,8 +14,10 @@ from engine.orders import PRICE_SCALE, OrdType, Side
 from surveillance.audit import AuditTrail, HaltAction
 from surveillance.audit_chain import GENESIS_HASH, verify_chain
 
-SESSION = "FIX.4.4:VENUE->BRK1"
+# Every test runs with both audit writers (tests/surveillance/conftest.py).
+pytestmark = pytest.mark.usefixtures("writer")
 
+SESSION = "FIX.4.4:VENUE->BRK1"
 
 def execute(path: Path, *statements: str) -> None:
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:

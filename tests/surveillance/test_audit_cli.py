@@ -23,10 +23,12 @@ from surveillance.audit_cli import parse_time_us
 from surveillance.audit_datasette import CANNED_QUERIES
 from surveillance.audit_schema import TABLES
 
+# Every test runs with both audit writers (tests/surveillance/conftest.py).
+pytestmark = pytest.mark.usefixtures("writer")
+
 BRK1 = "FIX.4.4:VENUE->BRK1"
 BRK2 = "FIX.4.4:VENUE->BRK2"
 T0 = 1_340_285_400_000_000  # 2012-06-21T13:30:00Z
-
 
 def write_db(path: Path) -> None:
     """Two orders that trade, a limit change, a halt and an alert."""
@@ -56,7 +58,7 @@ def write_db(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def db(tmp_path_factory: pytest.TempPathFactory, writer: str) -> Path:
     path = tmp_path_factory.mktemp("cli") / "audit.sqlite"
     write_db(path)
     return path

@@ -23,7 +23,11 @@ from surveillance.audit_queries import (
     order_life,
 )
 
+# Every test runs with both audit writers (tests/surveillance/conftest.py).
+pytestmark = pytest.mark.usefixtures("writer")
+
 SESSION = "FIX.4.4:VENUE->BRK1"
+
 OTHER_SESSION = "FIX.4.4:VENUE->BRK2"
 T0 = 1_340_285_400_000_000  # 2012-06-21T13:30:00Z
 PRICE = 223 * PRICE_SCALE
@@ -130,7 +134,7 @@ A1_LIFE = [
 
 
 @pytest.fixture(scope="module")
-def chain_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def chain_db(tmp_path_factory: pytest.TempPathFactory, writer: str) -> Path:
     path = tmp_path_factory.mktemp("audit") / "audit.db"
     asyncio.run(write_replace_chain(path))
     return path

@@ -29,11 +29,13 @@ from surveillance.audit_reports import (
     session_report,
 )
 
+# Every test runs with both audit writers (tests/surveillance/conftest.py).
+pytestmark = pytest.mark.usefixtures("writer")
+
 BRK1 = "FIX.4.4:VENUE->BRK1"
 BRK2 = "FIX.4.4:VENUE->BRK2"
 T0 = 1_340_285_400_000_000  # 2012-06-21T13:30:00Z
 DAY = "2012-06-21"
-
 
 def price(value: float) -> int:
     return round(value * PRICE_SCALE)
@@ -107,7 +109,7 @@ def write_venue_day(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def venue_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def venue_db(tmp_path_factory: pytest.TempPathFactory, writer: str) -> Path:
     path = tmp_path_factory.mktemp("reports") / "audit.db"
     write_venue_day(path)
     return path

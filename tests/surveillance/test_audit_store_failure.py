@@ -21,12 +21,14 @@ from gateway.venue import default_venue_config
 from surveillance.audit_chain import verify_chain
 from surveillance.audit_guard import REJECT_TEXT
 
+# Every test runs with both audit writers (tests/surveillance/conftest.py).
+pytestmark = pytest.mark.usefixtures("writer")
+
 FAIL_INSERTS = (
     "CREATE TRIGGER fail_inserts BEFORE INSERT ON messages"
     " BEGIN SELECT RAISE(ABORT, 'simulated disk full'); END"
 )
 NO_ANSWER_S = 0.5
-
 
 def execute(path: Path, sql: str) -> None:
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:

@@ -1,0 +1,104 @@
+"""The writer process: batches in flight, skipped behind a failed one, and sent again in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from surveillance.audit import AuditTrail
+from surveillance.audit_chain import verify_chain
+from surveillance.audit_writer import Batch, WriterProcess
+
+# Every test runs with both audit writers (tests/surveillance/conftest.py).
+pytestmark = pytest.mark.usefixtures("writer")
+
+SESSION = "FIX.4.4:VENUE->BRK1"
+FAIL_SEQ_NUM = 25
+
+
+def execute(path: Path, sql: str) -> None:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(sql)
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def fail_message(path: Path, msg_seq_num: int) -> None:
+    execute(path, "CREATE TRIGGER fail BEFORE INSERT ON messages WHEN new.msg_seq_num = "
+                  f"{msg_seq_num} BEGIN SELECT RAISE(ABORT, 'simulated disk full'); END")
+
+
+def message_batch(first_id: int, count: int) -> Batch:
+    batch = Batch()
+    for row_id in range(first_id, first_id + count):
+        batch.tables["messages"] += (row_id, row_id, SESSION, "out", "8", row_id, None, None, 0, b"8=")
+    batch.rows = count
+    return batch
+
+
+def test_batch_behind_failed_one_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+
+    async def scenario() -> list[bool]:
+        process = WriterProcess(str(path))
+        process.open()
+        first, second = message_batch(1, 2), message_batch(3, 2)
+        outcomes = []
+        try:
+            fail_message(path, 2)
+            await process.send(first, process.batch_no + 1)
+            await process.send(second, process.batch_no + 2)
+            with pytest.raises(sqlite3.IntegrityError, match="simulated disk full"):
+                await process.receive()
+            outcomes.append(await process.receive())
+
+            execute(path, "DROP TRIGGER fail")
+            await process.send(first, process.batch_no + 1)
+            await process.send(second, process.batch_no + 2)
+            outcomes.append(await process.receive())
+            outcomes.append(await process.receive())
+        finally:
+            process.close()
+        return outcomes
+
+    assert asyncio.run(scenario()) == [False, True, True]
+    assert query(path, "SELECT id FROM messages") == [(1,), (2,), (3,), (4,)]
+    assert verify_chain(path).ok
+
+
+def test_trail_resends_batches_in_order(tmp_path: Path) -> None:
+    """Full batches queued behind a failed commit go out again after it, in order."""
+    path = tmp_path / "audit.db"
+
+    async def scenario() -> int:
+        trail = AuditTrail(path, max_batch_rows=10)
+        await trail.start()
+        fail_message(path, FAIL_SEQ_NUM)
+        for turn in range(6):
+            for msg_seq_num in range(10 * turn + 1, 10 * turn + 11):
+                trail.record_message(SESSION, "out", b"8=", msg_type="8", msg_seq_num=msg_seq_num)
+            # The end of each turn closes a full batch, so several wait behind the failure.
+            await asyncio.sleep(0)
+        with pytest.raises(Exception, match="simulated disk full"):
+            await trail.flush()
+        trail.check()
+        assert trail.pending_rows > 0
+        execute(path, "DROP TRIGGER fail")
+        await trail.flush()
+        trail.check()
+        await trail.close()
+        return trail.committed_rows
+
+    assert asyncio.run(scenario()) == 60
+    assert query(path, "SELECT msg_seq_num FROM messages ORDER BY id") == [
+        (msg_seq_num,) for msg_seq_num in range(1, 61)
+    ]
+    assert verify_chain(path).ok
+
