@@ -44,6 +44,7 @@ SEED = int(os.environ.get("FIXGW_CRASH_SEED", "7"))
 # quiet this long.
 DRAIN_QUIET_S = 0.3
 
+
 def query(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         return conn.execute(sql, params).fetchall()
