@@ -1238,7 +1238,8 @@ def _remainder_text(order: Order) -> str:
 
 def _load_compiled() -> tuple[Any, str]:
     """Return the compiled fast paths, configured, or None and why they are not used."""
-    if os.environ.get("FIXGW_NO_EXTENSIONS"):
+    # Any value but "" or "0" turns the extensions off, as for the audit writer.
+    if os.environ.get("FIXGW_NO_EXTENSIONS", "") not in ("", "0"):
         return None, ""
     try:
         module = importlib.import_module("engine._cengine")

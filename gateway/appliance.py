@@ -37,7 +37,7 @@ from engine.orders import CxlRejReason, CxlRejResponseTo, ExecType
 from gateway import reports
 from gateway.acceptor import Acceptor
 from gateway.codec import FixMessage
-from gateway.errors import ApplianceError
+from gateway.errors import ApplianceError, ConfigError
 from gateway.marketdata import MARKET_DATA_REQUEST, MarketDataPublisher
 from gateway.normalise import BusinessReject, MassCancelRejected, SessionReject, normalise
 from gateway.echo import EchoApplication
@@ -47,6 +47,7 @@ from gateway.tags import POSS_RESEND, MsgType, SessionRejectReason
 from gateway.timefmt import format_utc_timestamp
 from gateway.venue import VenueConfig
 from surveillance.audit import AuditTrail, SessionEventKind
+from surveillance.audit_native import load_cwriter
 from surveillance.audit_guard import OrderEntryGuard
 from surveillance.audit_limits import record_instrument_limits
 from surveillance.detectors import Alert, PriceMoveDetector, WashTradeDetector
@@ -84,6 +85,7 @@ class Appliance:
             raise ValueError("no FIX sessions configured: add a [SESSION] to the settings file")
         if app not in APP_MODES:
             raise ValueError(f"app {app!r} is not one of {', '.join(APP_MODES)}")
+        _check_firm_sessions(venue, sessions)
         self.app = app
         self.session_settings = sessions
         self.venue = venue
@@ -141,8 +143,10 @@ class Appliance:
             raise
         self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
         logger.info(
-            "appliance started: %d sessions, %d instruments, audit trail %s, matching engine %s",
+            "appliance started: %d sessions, %d instruments, audit trail %s (%s writer), "
+            "matching engine %s",
             len(self.sessions), len(self.engine.symbols), self.audit_path,
+            "C" if load_cwriter() is not None else "Python",
             "with compiled fast paths" if self.engine.compiled else f"in {compiled_status()}",
         )
         return ports
@@ -475,3 +479,19 @@ class Appliance:
             command.cl_ord_id, command.cl_ord_id, request_type, request_type, canceled
         )
         session.send(MsgType.ORDER_MASS_CANCEL_REPORT, body, cl_ord_id=command.cl_ord_id)
+
+
+def _check_firm_sessions(venue: VenueConfig, sessions: list[SessionSettings]) -> None:
+    """Raise ConfigError when a firm names a session that the session settings lack.
+
+    Such a session would trade without its firm's self-match prevention.
+    """
+    known = {s.session_id for s in sessions}
+    for firm in venue.firms:
+        for session_id in firm.session_ids:
+            if session_id not in known:
+                raise ConfigError(
+                    f"firm {firm.name!r} in the venue file lists session {session_id!r}, "
+                    f"which the session settings do not define; sessions: "
+                    f"{', '.join(sorted(known))}. Fix the firm's sessions list in [[firms]]"
+                )

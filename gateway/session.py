@@ -771,15 +771,30 @@ class Session:
         return msg_seq_num
 
     def _send_poss_dup(self, original: FixMessage, msg_seq_num: int) -> None:
+        """Send a stored message again with PossDupFlag (43) Y.
+
+        ``original`` may itself be a copy sent by an earlier resend: OrigSendingTime (122)
+        then keeps the first SendingTime (52). The session's own header fields are
+        rebuilt, other header fields stay in the header, and the body is copied unchanged.
+        """
         now_us = self.audit.now_us()
+        orig_sending_time = original.get(tags.ORIG_SENDING_TIME) or original.get(tags.SENDING_TIME)
         header: list[Field] = [
             *self._header_prefix,
             (tags.MSG_SEQ_NUM, msg_seq_num),
             (tags.POSS_DUP_FLAG, "Y"),
             (tags.SENDING_TIME, format_utc_timestamp(now_us, self.begin_string)),
-            (tags.ORIG_SENDING_TIME, original.get(tags.SENDING_TIME) or b""),
+            (tags.ORIG_SENDING_TIME, orig_sending_time or b""),
         ]
-        body = [(tag, value) for tag, value in original.fields if tag not in _REBUILT_HEADER_TAGS]
+        rebuilt = _REBUILT_HEADER_TAGS.union(tag for tag, _ in self._header_prefix)
+        body: list[Field] = []
+        for tag, value in original.fields:
+            if tag in rebuilt:
+                continue
+            if self.is_header_tag(tag):
+                header.append((tag, value))
+            else:
+                body.append((tag, value))
         raw = encode(self.begin_string, original.msg_type, header, body)
         self._write(
             raw, original.msg_type, msg_seq_num, now_us, poss_dup=True,

@@ -224,11 +224,12 @@ def test_unknown_command_goes_to_python() -> None:
         engine.process("D")  # type: ignore[arg-type]
 
 
-def test_environment_turns_it_off() -> None:
+@pytest.mark.parametrize(("value", "compiled"), [("1", "False"), ("yes", "False"), ("0", "True"), ("", "True")])
+def test_environment_turns_it_off(value: str, compiled: str) -> None:
     code = "from engine import MatchingEngine; print(MatchingEngine(['X']).compiled)"
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True, text=True, check=True, cwd=HERE.parent.parent,
-        env={"FIXGW_NO_EXTENSIONS": "1", "PATH": ""},
+        env={"FIXGW_NO_EXTENSIONS": value, "PATH": ""},
     )
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == compiled

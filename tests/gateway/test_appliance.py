@@ -13,6 +13,7 @@ from engine.instrument import Firm
 from engine.orders import SelfMatchPrevention
 from fixsupport import ApplianceThread, RawFixClient, new_order_fields, utc_now
 from gateway.appliance import Appliance
+from gateway.errors import ConfigError
 from gateway.settings import default_session_settings
 from gateway.venue import default_venue_config
 
@@ -169,3 +170,11 @@ def test_poss_resend_of_new_order_booked(venue: ApplianceThread) -> None:
     ack = client.receive_type("8")
     assert ack.get(150) == b"0"
     client.close()
+
+
+@pytest.mark.parametrize("session_id", ["FIX.4.4:FIXGW->BRK9", "FIX.4.4:FIXGW-BRK3"])
+def test_firm_with_unknown_session_rejected(tmp_path: Path, session_id: str) -> None:
+    firm = Firm(name="Alpha", session_ids=(BRK1, session_id))
+    venue_config = dataclasses.replace(default_venue_config(), firms=(firm,))
+    with pytest.raises(ConfigError, match=f"firm 'Alpha' .* session '{session_id}'.*BRK1"):
+        Appliance(default_session_settings(port=0), venue_config, audit_path=tmp_path / "a.db")

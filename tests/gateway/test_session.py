@@ -173,6 +173,25 @@ def test_resend_request_gap_fills_admin_and_resends_orders(client: RawFixClient)
     assert trailing.get(36) == b"4"
 
 
+def test_second_resend_keeps_first_sending_time(tmp_path: Path) -> None:
+    venue = _start(tmp_path / "audit.sqlite", target_sub_id="DESK1")
+    client = RawFixClient(venue.port)
+    try:
+        client.logon()
+        client.send("D", new_order_fields("R-2", price="150.00"))
+        ack = client.receive_type("8")
+        for _ in range(2):
+            client.send("2", [(7, 2), (16, 2)])
+            resent = client.receive_type("8")
+            assert resent.get(43) == b"Y"
+            assert resent.get(122) == ack.get(52)
+            assert resent.encode().count(b"\x0157=") == 1
+            assert resent.get(57) == b"DESK1"
+    finally:
+        client.close()
+        venue.stop()
+
+
 def test_garbled_message_does_not_advance_seq_num(client: RawFixClient) -> None:
     client.logon()
     good = client.build("1", [(112, "LOST")], seq_num=2)
