@@ -112,6 +112,11 @@ class Batch:
     rows: int = 0
     # The batch pickled by dumps_batch once it is closed to new rows, or None.
     payload: bytes | None = None
+    # The batch number it was last sent as, and whether the file already holds it: a
+    # writer process that died after its commit but before its reply leaves the batch
+    # committed, which its successor reports.
+    sent_as: int | None = None
+    settled: bool = False
 
 
 # (session_id, next_sender_seq_num, next_target_seq_num, creation_time_us)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from surveillance.audit import AuditTrail
+from surveillance.audit import AuditTrail, AuditTrailError
 from surveillance.audit_chain import verify_chain
-from surveillance.audit_writer import Batch, WriterProcess
+from surveillance.audit_writer import Batch, WriterProcess, WriterProcessError
 
 # Every test runs with both audit writers (tests/surveillance/conftest.py).
 pytestmark = pytest.mark.usefixtures("writer")
@@ -102,3 +102,46 @@ def test_trail_resends_batches_in_order(tmp_path: Path) -> None:
     ]
     assert verify_chain(path).ok
 
+
+
+def test_commit_before_lost_reply_kept_once(tmp_path: Path) -> None:
+    """A writer process that dies after its commit but before the loop reads its reply.
+
+    The successor reports the batch as committed, so the trail counts it, runs its
+    callbacks and does not insert its rows again.
+    """
+    path = tmp_path / "audit.db"
+    released: list[int] = []
+
+    async def scenario() -> None:
+        trail = AuditTrail(path)
+        await trail.start()
+        writer = trail._writer
+        receive = writer.receive
+
+        async def lose_first_reply() -> bool:
+            writer.receive = receive  # type: ignore[method-assign]
+            while query(path, "SELECT count(*) FROM audit_batches") == [(0,)]:
+                await asyncio.sleep(0.01)
+            # The commit is in the file; the reply is lost with the process.
+            writer._process.kill()
+            writer._process.wait()
+            writer._broken = True
+            raise WriterProcessError("writer process killed after its commit")
+
+        writer.receive = lose_first_reply  # type: ignore[method-assign]
+        for msg_seq_num in range(1, 6):
+            trail.record_message(SESSION, "out", b"8=", msg_type="8", msg_seq_num=msg_seq_num)
+        trail.after_commit(lambda: released.append(1))
+        with pytest.raises(AuditTrailError, match="killed after its commit"):
+            await trail.flush()
+        await trail.flush()
+        assert trail.failed is None
+        assert trail.committed_rows == 5
+        trail.record_message(SESSION, "out", b"8=", msg_type="8", msg_seq_num=6)
+        await trail.close()
+
+    asyncio.run(scenario())
+    assert released == [1]
+    assert query(path, "SELECT msg_seq_num FROM messages ORDER BY id") == [(n,) for n in range(1, 7)]
+    assert verify_chain(path).ok
