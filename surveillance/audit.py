@@ -844,7 +844,7 @@ class AuditTrail:
         await self._shut_down_connections()
         self._state = _State.CLOSED
         # `fixgw audit verify` counts differently (every run, the start-up batch, chained
-        # rows only), so the line says what it counts.
+        # rows only), so the message names what it counts.
         logger.info(
             "audit trail %s closed: this run committed %d rows in %d batches, counting each "
             "session_store upsert as a row and leaving out the start-up clock_log batch",

@@ -4,6 +4,10 @@
 Reports print as aligned text, or as JSON with ``--json``. Times on the command line are
 ISO 8601 UTC (``2024-06-21T13:30:00.123456Z``, a date alone meaning its midnight) or
 integer microseconds since the Unix epoch.
+
+A filter (``--session``, ``--firm``, ``--trader``, ``--control``, ``--scope``,
+``--detector``) whose value is not in the file still gives an empty report and exit
+status 0, with one line on stderr that names the values the file has.
 """
 
 from __future__ import annotations
@@ -15,9 +19,49 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from surveillance.risk import RiskControl
+
 __all__ = ["add_audit_parser", "parse_time_us", "run_audit"]
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+_SESSION_HELP = (
+    "FIX session ID such as 'FIX.4.4:FIXGW->BRK2', quoted because the shell reads '>' as a "
+    "redirection, or the CompID alone (BRK2) when one session has it"
+)
+
+_AUDIT_EPILOG = """\
+examples (quote session IDs: unquoted, the shell reads '>' as a redirection):
+  fixgw audit sessions --session 'FIX.4.4:FIXGW->BRK2' --db var/fixgw-audit.sqlite
+  fixgw audit activity --session 'FIX.4.4:FIXGW->BRK2' --from 2024-06-21 --db var/fixgw-audit.sqlite
+  fixgw audit rejects --control RISK_PRICE_COLLAR --summary --db var/fixgw-audit.sqlite
+  fixgw audit verify --db var/fixgw-audit.sqlite
+"""
+
+# Filter options checked against the values in the file. Each is the option's argparse
+# destination (also the kind that surveillance.audit_reports.recorded_values takes), the
+# words for one value, and the words for the values in the file.
+_FILTERS = (
+    ("session", "session", "sessions"),
+    ("firm", "firm", "firms (CompIDs)"),
+    ("trader", "trader", "traders (Account (1) values)"),
+    ("control", "reject by control", "controls with rejects"),
+    ("scope", "limit change with scope", "scopes"),
+    ("detector", "alert from detector", "detectors"),
+)
+_MAX_LISTED_VALUES = 10
+
+_FIRM_HELP = (
+    "the firm's CompID, the TargetCompID (56) after '->' in its session IDs, such as BRK2 "
+    "for 'FIX.4.4:FIXGW->BRK2'. The firm names in the venue file's [[firms]] are not in "
+    "the audit trail"
+)
+
+_CONTROL_HELP = (
+    "only this control, as the appliance records it: "
+    + ", ".join(control.value for control in RiskControl)
+    + " (the RISK_ prefix may be left out)"
+)
 
 
 def parse_time_us(text: str) -> int:
@@ -38,25 +82,28 @@ def parse_time_us(text: str) -> int:
 
 def add_audit_parser(commands: Any) -> None:
     """Add ``audit`` and its subcommands to the ``fixgw`` subparsers ``commands``."""
-    audit = commands.add_parser("audit", help="query and verify the audit trail")
+    audit = commands.add_parser(
+        "audit", help="query and verify the audit trail", epilog=_AUDIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     queries = audit.add_subparsers(dest="audit_command", required=True, metavar="QUERY")
 
     order = _query(queries, "order", "the full life of one order, through its replaces")
     order.add_argument("cl_ord_id", metavar="ID", help="ClOrdID (11) of any request in the "
                        "order's chain, or the OrderID (37) the venue gave it")
-    order.add_argument("--session", help="FIX session ID, when several sessions used the ClOrdID")
+    order.add_argument("--session", help=_SESSION_HELP + ", when several sessions used the ClOrdID")
 
     activity = _query(queries, "activity", "everything of a session, firm or trader in a time window")
     who = activity.add_mutually_exclusive_group()
-    who.add_argument("--session", help="FIX session ID")
-    who.add_argument("--firm", help="the firm's CompID, TargetCompID (56) of its sessions")
+    who.add_argument("--session", help=_SESSION_HELP)
+    who.add_argument("--firm", metavar="COMPID", help=_FIRM_HELP)
     who.add_argument("--trader", help="Account (1) on the trader's orders")
     _window(activity)
 
     rejects = _query(queries, "rejects", "risk rejects with the limit in force at the time")
-    rejects.add_argument("--control", help="only this control, such as MAX_ORDER_QTY")
+    rejects.add_argument("--control", help=_CONTROL_HELP)
     rejects.add_argument("--summary", action="store_true",
-                         help="count per control, reason and limit instead of listing each")
+                         help="count per control and limit instead of listing each")
     _window(rejects)
 
     limits = _query(queries, "limits", "every change of a limit or setting")
@@ -80,11 +127,11 @@ def add_audit_parser(commands: Any) -> None:
 
     sessions = _query(queries, "sessions", "sequence gaps, resends, PossDup messages and "
                       "cancel-on-disconnect per session")
-    sessions.add_argument("--session", help="only this FIX session ID")
+    sessions.add_argument("--session", help="only this " + _SESSION_HELP)
 
     export = _command(queries, "export", "order events in the shape of CAT order events")
     export.add_argument("--day", help="only this UTC day, YYYY-MM-DD")
-    export.add_argument("--firm", help="only this firm's CompID")
+    export.add_argument("--firm", metavar="COMPID", help="only this firm: " + _FIRM_HELP)
     export.add_argument("--format", choices=["csv", "json"], default="csv",
                         help="CSV with a header row, or JSON Lines (default: csv)")
     export.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
@@ -119,6 +166,7 @@ def run_audit(args: argparse.Namespace) -> int:
     if not args.db.is_file():
         raise ValueError(f"--db {str(args.db)!r} is not a file; pass the audit database path")
     _check_arguments(args)
+    _report_unmatched_filters(args)
     handler = _HANDLERS[args.audit_command]
     return handler(args)
 
@@ -137,34 +185,55 @@ def _check_arguments(args: argparse.Namespace) -> None:
         except ValueError:
             raise ValueError(f"--day {day!r} is not a valid date; use YYYY-MM-DD") from None
     control = getattr(args, "control", None)
-    if control is not None and not control.upper().startswith("RISK_"):
-        # Reason codes are stored as RISK_<CONTROL>; accept the bare control name too.
-        args.control = "RISK_" + control.upper()
+    if control is not None:
+        # Controls are stored as RISK_<CONTROL>, so the bare control name is accepted too.
+        control = control.upper()
+        args.control = control if control.startswith("RISK_") else "RISK_" + control
     session = getattr(args, "session", None)
     if session is not None and ":" not in session:
         args.session = _session_id_for_comp_id(args.db, session)
 
 
 def _session_id_for_comp_id(db: Path, comp_id: str) -> str:
-    """Expand a broker CompID to the one FIX session ID whose TargetCompID it is."""
-    import sqlite3
+    """Expand a broker CompID to the one FIX session ID whose TargetCompID it is.
 
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        session_ids = [
-            row[0] for row in conn.execute("SELECT DISTINCT session_id FROM messages")
-            if row[0].endswith("->" + comp_id)
-        ]
+    A CompID that no session has is returned unchanged, for the unmatched-filter line.
+    """
+    from surveillance.audit_reports import recorded_values
+
+    session_ids = [s for s in recorded_values(db, "session") if s.endswith("->" + comp_id)]
     if len(session_ids) == 1:
         return session_ids[0]
     if not session_ids:
-        raise ValueError(
-            f"--session {comp_id!r} matches no session in {db}; pass a session ID such as "
-            f"FIX.4.4:FIXGW->{comp_id}"
-        )
+        return comp_id
     raise ValueError(
-        f"--session {comp_id!r} matches several sessions ({', '.join(sorted(session_ids))}); "
-        "pass one of them"
+        f"--session {comp_id!r} matches several sessions ({', '.join(session_ids)}); "
+        "pass one of them, quoted"
     )
+
+
+def _report_unmatched_filters(args: argparse.Namespace) -> None:
+    """Print one stderr line per filter whose value is not in the file.
+
+    The report then comes out empty, which is still a valid result, so the exit status
+    stays 0. The line tells a mistyped value apart from a session that had no activity.
+    """
+    from surveillance.audit_reports import recorded_values
+
+    for kind, noun, plural_noun in _FILTERS:
+        value = getattr(args, kind, None)
+        if value is None:
+            continue
+        present = recorded_values(args.db, kind)
+        if value in present:
+            continue
+        listed = ", ".join(present[:_MAX_LISTED_VALUES]) or "none"
+        if len(present) > _MAX_LISTED_VALUES:
+            listed += f" and {len(present) - _MAX_LISTED_VALUES} more"
+        line = f"no {noun} {value!r} in this audit trail; {plural_noun}: {listed}"
+        if kind == "session" and any(s.startswith(value + ">") for s in present):
+            line += "; quote the session ID, because the shell reads an unquoted '>' as a redirection"
+        print(line, file=sys.stderr)
 
 
 def _print_report(args: argparse.Namespace, build: Callable[[], Any]) -> int:
@@ -256,6 +325,7 @@ def _book(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from surveillance.audit_export import cat_events, write_cat_csv, write_cat_json
+    from surveillance.audit_queries import format_count
 
     events = cat_events(args.db, day=args.day, firm=args.firm)
     write = write_cat_csv if args.format == "csv" else write_cat_json
@@ -264,23 +334,45 @@ def _export(args: argparse.Namespace) -> int:
     else:
         with open(args.output, "w", encoding="utf-8", newline="") as stream:
             write(events, stream)
-        print(f"{len(events)} CAT order events written to {args.output}", file=sys.stderr)
+        print(f"{format_count(len(events), 'CAT order event')} written to {args.output}",
+              file=sys.stderr)
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
     from surveillance.audit_chain import verify_chain
+    from surveillance.audit_queries import format_count
 
     report = verify_chain(args.db)
+    batches = format_count(report.batches, "batch", "batches")
     if report.problem is not None:
         problem = report.problem
         print(f"FAILED: {problem.text} (table {problem.table or '-'}, row "
               f"{problem.row_id if problem.row_id is not None else '-'}, batch "
               f"{problem.batch_no if problem.batch_no is not None else '-'}); "
-              f"{report.batches} batches verified before it", file=sys.stderr)
+              f"{batches} verified before it", file=sys.stderr)
         return 1
-    print(f"OK: {report.batches} batches, {report.rows} rows, head hash {report.head_hash}")
+    print(f"OK: {batches}, {format_count(report.rows, 'chained row')}, "
+          f"head hash {report.head_hash}")
+    print(_verify_counts_note(args.db))
     return 0
+
+
+def _verify_counts_note(db: Path) -> str:
+    """Say how verify's counts differ from the appliance's "rows committed" log line."""
+    import contextlib
+    import sqlite3
+
+    from surveillance.audit_queries import format_count
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        (starts,) = conn.execute("SELECT count(*) FROM clock_log").fetchone()
+    return (
+        f"The counts cover every run in this file ({format_count(starts, 'start')}), each "
+        "start's batch with its clock_log row included. The appliance's closing log line "
+        "counts one run without that batch, and counts session_store upserts as rows, "
+        "though they are not chained."
+    )
 
 
 def _datasette_metadata(args: argparse.Namespace) -> int:

@@ -30,6 +30,9 @@ __all__ = [
     "MSG_TYPE_NAMES",
     "AuditRow",
     "AuditRowKind",
+    "decision_summary",
+    "event_summary",
+    "format_count",
     "format_order_life",
     "format_price",
     "format_ts_us",
@@ -131,6 +134,16 @@ def format_ts_us(ts_us: int) -> str:
     # timedelta keeps whole microseconds, but a float of seconds would round them.
     moment = _EPOCH + datetime.timedelta(microseconds=ts_us)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_count(count: int, noun: str, plural: str | None = None) -> str:
+    """Format a count with its noun, singular for 1: ``1 row``, ``2 rows``.
+
+    ``plural`` defaults to ``noun`` + "s"; pass it for other nouns, such as ``batches``.
+    """
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {plural if plural is not None else noun + 's'}"
 
 
 def format_price(price: int | None) -> str:
@@ -294,26 +307,37 @@ def _format_fields(value: Any) -> str:
 
 
 def _decision_rows(db: sqlite_utils.Database, keys: set[tuple[str, str]]) -> list[AuditRow]:
-    rows = []
-    for row in _select_by_keys(db, "decisions", keys).values():
-        verdict = "ACCEPT" if row["accepted"] else "REJECT"
-        summary = (
-            f"{verdict} control={row['control']} reason={row['reason_code']}"
-            f" limit={row['limit_value']} value={row['observed_value']}"
+    return [
+        AuditRow(
+            ts_us=row["ts_us"],
+            kind=AuditRowKind.RISK,
+            session_id=row["session_id"],
+            cl_ord_id=row["cl_ord_id"],
+            summary=decision_summary(row),
+            row_id=row["row_id"],
         )
-        if row["text"]:
-            summary += f" text={row['text']!r}"
-        rows.append(
-            AuditRow(
-                ts_us=row["ts_us"],
-                kind=AuditRowKind.RISK,
-                session_id=row["session_id"],
-                cl_ord_id=row["cl_ord_id"],
-                summary=summary,
-                row_id=row["row_id"],
-            )
-        )
-    return rows
+        for row in _select_by_keys(db, "decisions", keys).values()
+    ]
+
+
+def decision_summary(row: dict[str, Any]) -> str:
+    """Format a ``decisions`` row as ``REJECT control=... limit=... value=... text=...``.
+
+    Empty fields are left out: an accept compares nothing, so it has no limit or value.
+    The reason code is shown only where it adds to the control and the verdict, because
+    the appliance records a reject's control as its reason code and an accept as ACCEPTED.
+    """
+    accepted = bool(row["accepted"])
+    parts = ["ACCEPT" if accepted else "REJECT", f"control={row['control']}"]
+    reason_code = row["reason_code"]
+    if reason_code and reason_code != row["control"] and not (accepted and reason_code == "ACCEPTED"):
+        parts.append(f"reason={reason_code}")
+    for name, column in (("limit", "limit_value"), ("value", "observed_value")):
+        if row[column] not in (None, ""):
+            parts.append(f"{name}={row[column]}")
+    if row["text"]:
+        parts.append(f"text={row['text']!r}")
+    return " ".join(parts)
 
 
 def _event_rows(
@@ -327,6 +351,21 @@ def _event_rows(
 
 
 def _event_audit_row(row: dict[str, Any]) -> AuditRow:
+    return AuditRow(
+        ts_us=row["ts_us"],
+        kind=AuditRowKind.EVENT,
+        session_id=row["session_id"],
+        cl_ord_id=row["cl_ord_id"],
+        summary=event_summary(row),
+        row_id=row["row_id"],
+    )
+
+
+def event_summary(row: dict[str, Any]) -> str:
+    """Format an ``events`` row (all its columns) as ``#COMMAND_SEQ Kind name=value ...``.
+
+    Enum fields print their names (``exec_type=NEW``), as :func:`order_life` shows them.
+    """
     body = event_fields(row)
     kind = row["kind"]
     if kind == "ExecutionEvent":
@@ -347,14 +386,7 @@ def _event_audit_row(row: dict[str, Any]) -> AuditRow:
         )
     else:
         summary = f"{kind} {body}"
-    return AuditRow(
-        ts_us=row["ts_us"],
-        kind=AuditRowKind.EVENT,
-        session_id=row["session_id"],
-        cl_ord_id=row["cl_ord_id"],
-        summary=f"#{row['command_seq']} {summary}",
-        row_id=row["row_id"],
-    )
+    return f"#{row['command_seq']} {summary}"
 
 
 def _execution_summary(body: dict[str, Any]) -> str:

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlite_utils
 
-from surveillance.audit_queries import MSG_TYPE_NAMES, format_ts_us, open_audit_db
+from surveillance.audit_queries import (
+    MSG_TYPE_NAMES,
+    decision_summary,
+    event_summary,
+    format_count,
+    format_ts_us,
+    open_audit_db,
+)
 
 __all__ = [
     "Report",
@@ -29,12 +36,17 @@ __all__ = [
     "halts",
     "limit_changes",
     "order_to_trade",
+    "recorded_values",
     "rejects",
     "report_to_json",
     "session_report",
 ]
 
 _MAX_US = 2**63 - 1
+
+# EndSeqNo (16) values of a ResendRequest (2) that mean "up to the last message sent":
+# 0, and 999999 in FIX 4.0 and 4.1.
+_TO_THE_END_SEQ_NOS = frozenset({0, 999999})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +70,7 @@ def format_table(report: Report) -> str:
     header = list(report.columns)
     lines = [[_cell(column, row.get(column)) for column in header] for row in report.rows]
     widths = [max([len(name)] + [len(line[i]) for line in lines]) for i, name in enumerate(header)]
-    out = [f"{report.title} ({len(report.rows)} rows)"]
+    out = [f"{report.title} ({format_count(len(report.rows), 'row')})"]
     out.append("  ".join(name.ljust(width) for name, width in zip(header, widths)).rstrip())
     out.append("  ".join("-" * width for width in widths))
     out.extend("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
@@ -74,6 +86,9 @@ def report_to_json(report: Report) -> str:
 def _cell(column: str, value: Any) -> str:
     if value is None:
         return "-"
+    if column == "end_seq_no" and value == 0:
+        # Only a ResendRequest's EndSeqNo (16) can be 0, because MsgSeqNum (34) starts at 1.
+        return "0 (to the end)"
     if column.endswith("_us") and isinstance(value, int) and column != "duration_us":
         return format_ts_us(value)
     if isinstance(value, bytes):
@@ -97,6 +112,38 @@ def _sessions(db: sqlite_utils.Database) -> list[str]:
         " UNION SELECT session_id FROM commands UNION SELECT session_id FROM decisions"
     )
     return sorted(row["session_id"] for row in rows)
+
+
+# Account (1) of a command: a NewOrder carries it, a RejectOrder in its order.
+_ACCOUNT_SQL = "coalesce(json_extract(body, '$.account'), json_extract(body, '$.order.account'))"
+
+# The SQL that lists the values a filter can match, for the filters that name one table.
+_VALUES_SQL = {
+    "trader": f"SELECT DISTINCT {_ACCOUNT_SQL} AS value FROM commands",
+    "control": "SELECT DISTINCT control AS value FROM decisions WHERE accepted = 0",
+    "scope": "SELECT DISTINCT scope AS value FROM limit_changes",
+    "detector": "SELECT DISTINCT detector AS value FROM alerts",
+}
+
+
+def recorded_values(db_path: str | os.PathLike[str], kind: str) -> list[str]:
+    """Return the values in the file that a report filter can match, sorted.
+
+    ``kind`` is ``session`` (FIX session IDs), ``firm`` (counterparty CompIDs), ``trader``
+    (Account (1) of orders), ``control`` (controls with a reject), ``scope`` (of limit
+    changes) or ``detector`` (of alerts).
+    """
+    if kind not in _VALUES_SQL and kind not in ("session", "firm"):
+        raise ValueError(
+            f"unknown filter kind {kind!r}; use session, firm or one of {sorted(_VALUES_SQL)}"
+        )
+    with open_audit_db(db_path) as db:
+        if kind in ("session", "firm"):
+            sessions = _sessions(db)
+            values = sessions if kind == "session" else [firm_of(s) for s in sessions]
+        else:
+            values = [row["value"] for row in db.query(_VALUES_SQL[kind])]
+    return sorted({value for value in values if value})
 
 
 # ------------------------------------------------------------------ 2. activity
@@ -143,10 +190,7 @@ def activity(
 
 def _trader_orders(db: sqlite_utils.Database, trader: str) -> set[tuple[str, str]]:
     """Return the (session, ClOrdID) pairs of the orders with Account (1) ``trader``."""
-    sql = (
-        "SELECT session_id, cl_ord_id FROM commands WHERE"
-        " coalesce(json_extract(body, '$.account'), json_extract(body, '$.order.account')) = ?"
-    )
+    sql = f"SELECT session_id, cl_ord_id FROM commands WHERE {_ACCOUNT_SQL} = ?"
     keys = {(row["session_id"], row["cl_ord_id"]) for row in db.query(sql, [trader])}
     # Cancels and replaces of those orders belong to the trader too.
     chain = "SELECT session_id, cl_ord_id, orig_cl_ord_id FROM commands WHERE orig_cl_ord_id IS NOT NULL"
@@ -170,15 +214,13 @@ def _session_activity(
         dup = " PossDup" if row["poss_dup"] else ""
         summary = f"{row['direction'].upper()} {name}{dup} MsgSeqNum={row['msg_seq_num']}"
         rows.append(_activity_row(row, "message", session, summary, row["id"]))
+    # Decisions and events read as in `fixgw audit order`: enum names, no empty fields.
     for row in db.query(f"SELECT * FROM decisions WHERE {where}", params):
-        verdict = "ACCEPT" if row["accepted"] else "REJECT"
-        summary = f"{verdict} {row['control']} limit={row['limit_value']} value={row['observed_value']}"
-        rows.append(_activity_row(row, "decision", session, summary, row["id"]))
+        rows.append(_activity_row(row, "decision", session, decision_summary(row), row["id"]))
     for row in db.query(f"SELECT * FROM commands WHERE {where}", params):
         rows.append(_activity_row(row, "command", session, f"#{row['seq']} {row['type']}", row["seq"]))
     for row in db.query(f"SELECT * FROM events WHERE {where}", params):
-        summary = f"#{row['command_seq']} {row['kind']} exec_type={row['exec_type']} order_id={row['order_id']}"
-        rows.append(_activity_row(row, "event", session, summary, row["id"]))
+        rows.append(_activity_row(row, "event", session, event_summary(row), row["id"]))
     return rows
 
 
@@ -203,7 +245,7 @@ def rejects(
     summary: bool = False,
 ) -> Report:
     """Return every risk reject with the limit in force when it was decided, or with
-    ``summary`` the count per control, reason and limit."""
+    ``summary`` the count per control and limit."""
     start, end = _window(start_us, end_us)
     sql = (
         "SELECT id, ts_us, session_id, cl_ord_id, control, reason_code, limit_value,"
@@ -215,21 +257,22 @@ def rejects(
         params.append(control)
     with open_audit_db(db_path) as db:
         rows = list(db.query(sql + " ORDER BY ts_us, id", params))
+    # The appliance records a reject's control as its reason code too, so the reports
+    # leave reason_code out; the decisions table keeps it.
     if not summary:
-        columns = ("ts_us", "session_id", "cl_ord_id", "control", "reason_code", "limit_value",
+        columns = ("ts_us", "session_id", "cl_ord_id", "control", "limit_value",
                    "observed_value", "text")
         return Report("Risk rejects", columns, rows)
-    counts = Counter((row["control"], row["reason_code"], row["limit_value"]) for row in rows)
-    first: dict[tuple[str, str, str], int] = {}
+    counts = Counter((row["control"], row["limit_value"]) for row in rows)
+    first: dict[tuple[str, str], int] = {}
     for row in rows:
-        first.setdefault((row["control"], row["reason_code"], row["limit_value"]), row["ts_us"])
+        first.setdefault((row["control"], row["limit_value"]), row["ts_us"])
     grouped = [
-        {"control": key[0], "reason_code": key[1], "limit_value": key[2], "rejects": count,
-         "first_us": first[key]}
-        for key, count in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1], str(item[0][2])))
+        {"control": key[0], "limit_value": key[1], "rejects": count, "first_us": first[key]}
+        for key, count in sorted(counts.items(), key=lambda item: (item[0][0], str(item[0][1])))
     ]
-    return Report("Risk rejects by control, reason and limit",
-                  ("control", "reason_code", "limit_value", "rejects", "first_us"), grouped)
+    return Report("Risk rejects by control and limit",
+                  ("control", "limit_value", "rejects", "first_us"), grouped)
 
 
 # ------------------------------------------------------------------ 4. limit changes
@@ -371,7 +414,8 @@ def session_report(db_path: str | os.PathLike[str], *, session_id: str | None = 
 
     Gaps and resends come from the stored messages: a ResendRequest (2) the venue sent
     is a gap it detected, one it received is a resend it served, and a SequenceReset (4)
-    with GapFillFlag (123) Y skipped administrative messages.
+    with GapFillFlag (123) Y skipped administrative messages. Each resend has its own
+    PossDup row with the range and count of the messages it sent again.
     """
     rows: list[dict[str, Any]] = []
     with open_audit_db(db_path) as db:
@@ -411,17 +455,104 @@ def _resend_rows(db: sqlite_utils.Database, session: str) -> list[dict[str, Any]
     return rows
 
 
+@dataclass(slots=True)
+class _Resend:
+    """The messages of one resend: the answer to one ResendRequest (2), gap fills included.
+
+    ``begin_seq_no`` and ``end_seq_no`` are the request's range, None where it is unknown
+    or open-ended. ``request_seq_num`` is the request's MsgSeqNum (34), None when the
+    audit trail has no request for these messages.
+    """
+
+    direction: str
+    request_seq_num: int | None
+    begin_seq_no: int | None
+    end_seq_no: int | None
+    last_seq_num: int = 0  # the last MsgSeqNum (34) of the resend, gap fills included
+    first_us: int | None = None
+    low: int | None = None
+    high: int | None = None
+    poss_dup_count: int = 0
+
+    def covers(self, msg_seq_num: int) -> bool:
+        """Return whether the request's range includes ``msg_seq_num``."""
+        if self.begin_seq_no is not None and msg_seq_num < self.begin_seq_no:
+            return False
+        return self.end_seq_no is None or msg_seq_num <= self.end_seq_no
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Add one message of the resend. Gap fills move last_seq_num but are not counted."""
+        msg_seq_num = row["msg_seq_num"]
+        self.last_seq_num = msg_seq_num
+        if row["msg_type"] == "4":
+            return
+        if self.first_us is None:
+            self.first_us = row["ts_us"]
+        self.low = msg_seq_num if self.low is None else min(self.low, msg_seq_num)
+        self.high = msg_seq_num if self.high is None else max(self.high, msg_seq_num)
+        self.poss_dup_count += 1
+
+
 def _poss_dup_rows(db: sqlite_utils.Database, session: str) -> list[dict[str, Any]]:
-    sql = ("SELECT direction, min(ts_us) AS first_us, min(msg_seq_num) AS low,"
-           " max(msg_seq_num) AS high, count(*) AS n FROM messages"
-           " WHERE session_id = ? AND poss_dup = 1 AND msg_type != '4' GROUP BY direction")
-    return [
-        {"ts_us": row["first_us"], "session_id": session,
-         "event": "POSS_DUP_" + ("SENT" if row["direction"] == "out" else "RECEIVED"),
-         "begin_seq_no": row["low"], "end_seq_no": row["high"],
-         "detail": f"{row['n']} messages with PossDupFlag (43) Y"}
-        for row in db.query(sql, [session])
-    ]
+    """Return one POSS_DUP_SENT or POSS_DUP_RECEIVED row per resend, in time order.
+
+    A resend answers the oldest waiting ResendRequest (2) from the other side whose range
+    includes its first MsgSeqNum (34), and runs while MsgSeqNum rises within that range. A
+    new ResendRequest ends the resend in progress, so a request answered twice gives two
+    rows. Requests whose range includes no resent message are skipped as unanswered.
+    """
+    sql = ("SELECT ts_us, direction, msg_type, msg_seq_num, poss_dup, raw FROM messages"
+           " WHERE session_id = ? AND (msg_type = '2' OR poss_dup = 1) ORDER BY id")
+    # Keyed by the direction of the answer: "out" answers the requests received.
+    waiting: dict[str, deque[_Resend]] = {"in": deque(), "out": deque()}
+    current: dict[str, _Resend | None] = {"in": None, "out": None}
+    resends: list[_Resend] = []
+    for row in db.query(sql, [session]):
+        if row["msg_type"] == "2":
+            answer_direction = "out" if row["direction"] == "in" else "in"
+            waiting[answer_direction].append(_requested_resend(row, answer_direction))
+            current[answer_direction] = None
+            continue
+        direction, msg_seq_num = row["direction"], row["msg_seq_num"]
+        if msg_seq_num is None:
+            continue
+        resend = current[direction]
+        if resend is None or msg_seq_num <= resend.last_seq_num or not resend.covers(msg_seq_num):
+            resend = _next_resend(waiting[direction], direction, msg_seq_num)
+            current[direction] = resend
+            resends.append(resend)
+        resend.add(row)
+    return [_poss_dup_row(session, resend) for resend in resends if resend.poss_dup_count]
+
+
+def _requested_resend(row: dict[str, Any], answer_direction: str) -> _Resend:
+    fields = _fields(row["raw"])
+    begin_seq_no, end_seq_no = _int(fields.get("7")), _int(fields.get("16"))
+    if end_seq_no in _TO_THE_END_SEQ_NOS:
+        end_seq_no = None
+    return _Resend(answer_direction, row["msg_seq_num"], begin_seq_no, end_seq_no)
+
+
+def _next_resend(waiting: deque[_Resend], direction: str, msg_seq_num: int) -> _Resend:
+    """Return the oldest waiting request that ``msg_seq_num`` answers, dropping older ones."""
+    while waiting:
+        resend = waiting.popleft()
+        if resend.covers(msg_seq_num):
+            return resend
+    return _Resend(direction, None, None, None)
+
+
+def _poss_dup_row(session: str, resend: _Resend) -> dict[str, Any]:
+    detail = f"{format_count(resend.poss_dup_count, 'message')} with PossDupFlag (43) Y"
+    if resend.request_seq_num is not None:
+        detail += f" for the ResendRequest (2) with MsgSeqNum (34) {resend.request_seq_num}"
+    else:
+        detail += ", no ResendRequest (2) for them in this audit trail"
+    return {
+        "ts_us": resend.first_us, "session_id": session,
+        "event": "POSS_DUP_" + ("SENT" if resend.direction == "out" else "RECEIVED"),
+        "begin_seq_no": resend.low, "end_seq_no": resend.high, "detail": detail,
+    }
 
 
 def _fields(raw: bytes) -> dict[str, str]:

@@ -24,6 +24,7 @@ from surveillance.audit_reports import (
     halts,
     limit_changes,
     order_to_trade,
+    recorded_values,
     rejects,
     report_to_json,
     session_report,
@@ -149,8 +150,8 @@ def test_rejects_carry_limit(venue_db: Path) -> None:
 
 def test_rejects_summary(venue_db: Path) -> None:
     report = rejects(venue_db, summary=True)
-    assert report.rows == [{"control": "MAX_ORDER_QTY", "reason_code": "MAX_ORDER_QTY",
-                            "limit_value": "500", "rejects": 1, "first_us": T0 + 6_000_000}]
+    assert report.rows == [{"control": "MAX_ORDER_QTY", "limit_value": "500", "rejects": 1,
+                            "first_us": T0 + 6_000_000}]
 
 
 def test_limit_changes_history(venue_db: Path) -> None:
@@ -246,3 +247,136 @@ def test_format_table_and_json(venue_db: Path) -> None:
     assert text.splitlines()[0] == "Limit and setting changes (2 rows)"
     assert "2012-06-21T13:30:05.000000Z  alice" in text
     assert json.loads(report_to_json(report))["rows"][1]["new_value"] == "500"
+
+
+# Session messages for resend scenarios: (direction, MsgType (35), MsgSeqNum (34), extra
+# fields). "P" is an application message sent again with PossDupFlag (43) Y, "G" a gap
+# fill; the rest are stored as given.
+RESEND_SCENARIOS = {
+    "two resends of three": (
+        [("in", "2", 5, "7=2\x0116=0\x01"), ("out", "P", 2, ""), ("out", "P", 3, ""),
+         ("out", "P", 4, ""), ("in", "2", 6, "7=2\x0116=0\x01"), ("out", "P", 2, ""),
+         ("out", "P", 3, ""), ("out", "P", 4, "")],
+        [("POSS_DUP_SENT", 2, 4, "3 messages", 5), ("POSS_DUP_SENT", 2, 4, "3 messages", 6)],
+    ),
+    "requests back to back": (
+        [("in", "2", 5, "7=2\x0116=4\x01"), ("in", "2", 6, "7=5\x0116=6\x01"),
+         ("out", "P", 2, ""), ("out", "P", 3, ""), ("out", "P", 4, ""), ("out", "P", 5, ""),
+         ("out", "P", 6, "")],
+        [("POSS_DUP_SENT", 2, 4, "3 messages", 5), ("POSS_DUP_SENT", 5, 6, "2 messages", 6)],
+    ),
+    "later request within open range": (
+        [("in", "2", 5, "7=2\x0116=0\x01"), ("out", "P", 2, ""), ("out", "P", 3, ""),
+         ("in", "2", 6, "7=4\x0116=0\x01"), ("out", "P", 4, ""), ("out", "P", 5, "")],
+        [("POSS_DUP_SENT", 2, 3, "2 messages", 5), ("POSS_DUP_SENT", 4, 5, "2 messages", 6)],
+    ),
+    "gap fills not counted": (
+        [("in", "2", 5, "7=1\x0116=0\x01"), ("out", "G", 1, "36=2\x01"), ("out", "P", 2, ""),
+         ("out", "G", 3, "36=5\x01")],
+        [("POSS_DUP_SENT", 2, 2, "1 message", 5)],
+    ),
+    "unanswered request skipped": (
+        [("in", "2", 5, "7=100\x0116=0\x01"), ("in", "2", 6, "7=2\x0116=0\x01"),
+         ("out", "P", 2, ""), ("out", "P", 3, "")],
+        [("POSS_DUP_SENT", 2, 3, "2 messages", 6)],
+    ),
+    "resend received": (
+        [("out", "2", 9, "7=4\x0116=0\x01"), ("in", "P", 4, ""), ("in", "P", 5, "")],
+        [("POSS_DUP_RECEIVED", 4, 5, "2 messages", 9)],
+    ),
+    "no request in file": (
+        [("out", "P", 7, ""), ("out", "P", 8, "")],
+        [("POSS_DUP_SENT", 7, 8, "2 messages", None)],
+    ),
+}
+
+
+def write_session_messages(path: Path, messages: list[tuple[str, str, int, str]]) -> None:
+    async def scenario() -> None:
+        trail = AuditTrail(path)
+        await trail.start()
+        for offset, (direction, kind, seq, extra) in enumerate(messages):
+            msg_type = {"P": "8", "G": "4"}.get(kind, kind)
+            if kind == "G":
+                extra = "123=Y\x01" + extra
+            trail.record_message(BRK1, direction, fix(msg_type, seq, extra), msg_type=msg_type,
+                                 msg_seq_num=seq, poss_dup=kind in "PG", ts_us=T0 + offset)
+        await trail.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("messages", "expected"), list(RESEND_SCENARIOS.values()),
+                         ids=list(RESEND_SCENARIOS))
+def test_session_report_row_per_resend(
+    tmp_path: Path, messages: list[tuple[str, str, int, str]],
+    expected: list[tuple[str, int, int, str, int | None]],
+) -> None:
+    path = tmp_path / "audit.db"
+    write_session_messages(path, messages)
+    rows = [row for row in session_report(path).rows if row["event"].startswith("POSS_DUP_")]
+    assert [(row["event"], row["begin_seq_no"], row["end_seq_no"]) for row in rows] == [
+        (event, begin, end) for event, begin, end, _, _ in expected
+    ]
+    for row, (_, _, _, count, request) in zip(rows, expected):
+        assert row["detail"].startswith(f"{count} with PossDupFlag (43) Y")
+        if request is None:
+            assert "no ResendRequest (2)" in row["detail"]
+        else:
+            assert row["detail"].endswith(f"MsgSeqNum (34) {request}")
+
+
+def test_session_report_end_seq_no_zero(venue_db: Path) -> None:
+    report = session_report(venue_db, session_id=BRK1)
+    (line,) = [line for line in format_table(report).splitlines() if "GAP_DETECTED" in line]
+    assert "0 (to the end)" in line
+    (row,) = [row for row in json.loads(report_to_json(report))["rows"]
+              if row["event"] == "GAP_DETECTED"]
+    assert row["end_seq_no"] == 0
+
+
+@pytest.mark.parametrize(("count", "title"), [(1, "(1 row)"), (2, "(2 rows)")])
+def test_format_table_row_count(venue_db: Path, count: int, title: str) -> None:
+    report = limit_changes(venue_db, end_us=T0 + 1 if count == 1 else None)
+    assert len(report.rows) == count
+    assert format_table(report).splitlines()[0].endswith(title)
+
+
+def test_activity_names_and_no_empty_fields(venue_db: Path) -> None:
+    rows = activity(venue_db).rows
+    events = [row["summary"] for row in rows if row["source"] == "event"]
+    decisions = [row["summary"] for row in rows if row["source"] == "decision"]
+    assert events[0].startswith("#1 ExecutionEvent exec_type=NEW ord_status=NEW order_id=O1")
+    assert decisions == [
+        "ACCEPT control=MAX_ORDER_QTY",
+        "REJECT control=MAX_ORDER_QTY limit=500 value=900 text='OrderQty 900 above 500'",
+    ]
+    text = format_table(activity(venue_db))
+    assert "None" not in text
+    assert "limit= " not in text
+    assert "value= " not in text
+
+
+def test_rejects_leave_out_reason_code(venue_db: Path) -> None:
+    assert "reason_code" not in rejects(venue_db).columns
+    assert "reason_code" not in rejects(venue_db, summary=True).columns
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("session", [BRK1, BRK2]),
+        ("firm", ["BRK1", "BRK2"]),
+        ("trader", ["trader7"]),
+        ("control", ["MAX_ORDER_QTY"]),
+        ("scope", ["AAPL"]),
+        ("detector", ["wash_trade"]),
+    ],
+)
+def test_recorded_values(venue_db: Path, kind: str, expected: list[str]) -> None:
+    assert recorded_values(venue_db, kind) == expected
+
+
+def test_recorded_values_unknown_kind(venue_db: Path) -> None:
+    with pytest.raises(ValueError, match="unknown filter kind 'desk'"):
+        recorded_values(venue_db, "desk")
