@@ -244,17 +244,13 @@ class Appliance:
     def on_logon(self, session: Session) -> None:
         self._logged_on.add(session.session_id)
         self.audit.record_session_event(
-            session.session_id, SessionEventKind.LOGON,
-            begin_seq_no=session.next_target_seq_num, end_seq_no=session.next_sender_seq_num,
-            text="next target / next sender MsgSeqNum (34)",
+            session.session_id, SessionEventKind.LOGON, text=_seq_num_text(session)
         )
 
     def on_logout(self, session: Session) -> None:
         self.market_data.on_logout(session.session_id)
         self.audit.record_session_event(
-            session.session_id, SessionEventKind.DISCONNECT,
-            begin_seq_no=session.next_target_seq_num, end_seq_no=session.next_sender_seq_num,
-            text="next target / next sender MsgSeqNum (34)",
+            session.session_id, SessionEventKind.DISCONNECT, text=_seq_num_text(session)
         )
         was_logged_on = session.session_id in self._logged_on
         self._logged_on.discard(session.session_id)
@@ -479,6 +475,14 @@ class Appliance:
             command.cl_ord_id, command.cl_ord_id, request_type, request_type, canceled
         )
         session.send(MsgType.ORDER_MASS_CANCEL_REPORT, body, cl_ord_id=command.cl_ord_id)
+
+
+def _seq_num_text(session: Session) -> str:
+    """Describe the session's sequence numbers for a LOGON or DISCONNECT session event."""
+    return (
+        f"next MsgSeqNum (34) expected from the broker {session.next_target_seq_num}, "
+        f"next sent {session.next_sender_seq_num}"
+    )
 
 
 def _check_firm_sessions(venue: VenueConfig, sessions: list[SessionSettings]) -> None:
