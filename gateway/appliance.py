@@ -277,10 +277,11 @@ class Appliance:
             text="canceled on disconnect: the session has CancelOnDisconnect=Y",
         )
         command_seq, canceled = self._execute(command)
-        logger.info("%s: cancel-on-disconnect canceled %d orders", session.session_id, canceled)
+        orders = f"{canceled} resting order{'' if canceled == 1 else 's'} canceled"
+        logger.info("%s: cancel-on-disconnect: %s", session.session_id, orders)
         self.audit.record_session_event(
             session.session_id, SessionEventKind.CANCEL_ON_DISCONNECT,
-            command_seq=command_seq, text=f"{canceled} resting orders canceled",
+            command_seq=command_seq, text=orders,
         )
 
     def on_app_message(self, session: Session, message: FixMessage) -> None:

@@ -84,7 +84,9 @@ def report_to_json(report: Report) -> str:
 
 
 def _cell(column: str, value: Any) -> str:
-    if value is None:
+    # An empty string is an ID the venue left empty, such as the ClOrdID (11) of a mass
+    # cancel the venue made itself on a disconnect.
+    if value is None or value == "":
         return "-"
     if column == "end_seq_no" and value == 0:
         # Only a ResendRequest's EndSeqNo (16) can be 0, because MsgSeqNum (34) starts at 1.

@@ -607,6 +607,10 @@ class WriterProcess:
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group. The appliance shuts down on it and closes
+    # the socket, after which this process commits what it has and exits, so it ignores
+    # SIGINT instead of printing a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Import under the package name, so what the socket carries names surveillance.audit_writer
     # classes rather than __main__ ones.
     from surveillance.audit_writer import serve as _serve
