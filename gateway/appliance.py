@@ -250,7 +250,8 @@ class Appliance:
     def on_logout(self, session: Session) -> None:
         self.market_data.on_logout(session.session_id)
         self.audit.record_session_event(
-            session.session_id, SessionEventKind.DISCONNECT, text=_seq_num_text(session)
+            session.session_id, SessionEventKind.DISCONNECT,
+            text=f"{session.disconnect_reason}; {_seq_num_text(session)}",
         )
         was_logged_on = session.session_id in self._logged_on
         self._logged_on.discard(session.session_id)

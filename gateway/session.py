@@ -155,6 +155,10 @@ class Session:
         self._test_request_pending = False
         self.last_received_us = 0
         self.last_sent_us = 0
+        # Why the last connection ended, for the audit trail: the reason the venue closed
+        # it, or that the peer closed it without one.
+        self.disconnect_reason = ""
+        self._closing_reason: str | None = None
         self._header_prefix: list[Field] = [
             (tags.SENDER_COMP_ID, settings.sender_comp_id),
             (tags.TARGET_COMP_ID, settings.target_comp_id),
@@ -255,6 +259,8 @@ class Session:
         )
         self.state = SessionState.DISCONNECTED
         self.connection = None
+        self.disconnect_reason = self._closing_reason or "connection closed by the peer without Logout"
+        self._closing_reason = None
         self._queued.clear()
         self._resend_requested_to = 0
         self._test_request_pending = False
@@ -269,6 +275,7 @@ class Session:
             return
         logger.info("%s: disconnecting: %s", self.session_id, reason)
         self.audit.after_commit(connection.close)
+        self._closing_reason = reason
         self.on_disconnect()
 
     def reset_seq_nums(self) -> None:

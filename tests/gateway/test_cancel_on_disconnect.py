@@ -88,6 +88,8 @@ def test_disconnect_cancels_resting_orders(db: Path) -> None:
         _wait_until(lambda: venue.call(lambda: BRK1 not in venue.appliance._logged_on))
     finally:
         venue.stop()
+    disconnects = [text for _, _, text in _session_events(db, "DISCONNECT")]
+    assert disconnects[0].startswith("connection closed by the peer without Logout; ")
     # The second disconnect, with nothing left to cancel, is recorded too.
     events = _session_events(db, "CANCEL_ON_DISCONNECT")
     assert [(session_id, text) for session_id, _, text in events] == [

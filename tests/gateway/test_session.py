@@ -241,11 +241,13 @@ def test_unsupported_time_in_force_rejected(client: RawFixClient) -> None:
     assert b"TimeInForce (59)" in report.get(58)
 
 
-def test_logout_answered_then_disconnected(client: RawFixClient) -> None:
+def test_logout_answered_then_disconnected(venue: ApplianceThread, client: RawFixClient) -> None:
     client.logon()
     client.send("5")
     received = client.expect_disconnect()
     assert [m.get(35) for m in received] == [b"5"]
+    session = venue.appliance.sessions["FIX.4.4:FIXGW->BRK1"]
+    assert venue.call(lambda: session.disconnect_reason) == "peer logged out"
 
 
 def test_silent_peer_gets_test_request_then_dropped(client: RawFixClient) -> None:
