@@ -10,13 +10,14 @@
  *   - a CancelOrder of a live order that rests in the book,
  *   - a ReplaceOrder of such an order that stays a plain DAY or GTC limit order,
  *
- * and the matching loop, filling resting orders that show their whole quantity. Every
- * other case goes to the Python code, before anything changed: a command the fast path
- * does not take is handed to MatchingEngine.process, and the matching loop hands the
- * rest of a match to MatchingEngine._match at the first resting order that is an
- * iceberg or belongs to the aggressor's firm under self-match prevention, or where a
- * fill would reach 2**31 in price or quantity. The Python code then continues from the same state, so both
- * paths give the same events, byte for byte; tests run the engine both ways.
+ * and the matching loop, filling resting orders that show their whole quantity.
+ *
+ * Every other case goes to the Python code before anything changed. A command the fast
+ * path does not take is handed to MatchingEngine.process. The matching loop hands the
+ * rest of a match to MatchingEngine._match at the first resting order that is an iceberg
+ * or belongs to the aggressor's firm under self-match prevention, or where a fill would
+ * reach 2**31 in price or quantity. The Python code continues from the same state, so
+ * both paths give the same events, byte for byte, and tests run the engine both ways.
  *
  * Slots of Order, PriceLevel, BookSide, Instrument, Firm and the command classes are
  * read and written at the offsets of their member descriptors, found once by name, so
@@ -582,7 +583,7 @@ book_entry(Accel *a, PyObject *book)
     }
     int failed = PyDict_SetItem(a->cache, book, entry);
     Py_DECREF(entry);
-    return failed ? NULL : entry;  /* the cache holds it */
+    return failed ? NULL : entry;  /* borrowed: the cache keeps a reference */
 }
 
 /* The side of the book an order of ``side`` rests on, and the opposite one (new
@@ -722,7 +723,7 @@ rest(Counters *c, PyObject *order, PyObject *side_obj, long long price, long lon
             Py_DECREF(level);
             goto error;
         }
-        Py_DECREF(level);  /* the dict holds it */
+        Py_DECREF(level);  /* the levels dict keeps a reference */
     }
     Py_DECREF(key);
     if (PyODict_SetItem(SLOT(level, level_off[L_ORDERS]), order, Py_None) < 0) {
@@ -770,7 +771,7 @@ first_order(PyObject *orders)
     PyObject *first = PyIter_Next(it);
     Py_DECREF(it);
     if (first != NULL) {
-        Py_DECREF(first);  /* the level still holds it */
+        Py_DECREF(first);  /* the level still keeps a reference */
     }
     return first;
 }
@@ -791,7 +792,6 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
     long long cum_qty = as_ll(SLOT(order, order_off[O_CUM_QTY]), &ok);
     long long cum_notional = as_ll(SLOT(order, order_off[O_CUM_NOTIONAL]), &ok);
     long long take = 0;
-    PyObject *traded_px = NULL;  /* borrowed: a level's price */
     PyObject *traded_px_ref = NULL;
     int delegate = !ok;
     int result = 0;
@@ -899,7 +899,6 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
                 Py_DECREF(key);
                 goto error;
             }
-            traded_px = price_obj;
             Py_XSETREF(traded_px_ref, Py_NewRef(price_obj));
             if (!leaves) {
                 break;
@@ -921,7 +920,7 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
         || set_slot_ll(order, order_off[O_CUM_NOTIONAL], cum_notional) < 0) {
         goto error;
     }
-    if (traded_px != NULL) {
+    if (traded_px_ref != NULL) {
         PyObject *take_obj = PyLong_FromLongLong(take);
         if (take_obj == NULL || PyObject_SetAttr(book, s_last_px, traded_px_ref) < 0
             || PyObject_SetAttr(book, s_last_qty, take_obj) < 0) {
@@ -955,7 +954,7 @@ error:
     return -1;
 }
 
-/* What is left after matching: rest it, or cancel it when self-match prevention said so. */
+/* Rest what is left after matching, or cancel it when self-match prevention decided so. */
 static int
 after_match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *own,
             long long price, int incoming_cancelled, PyObject *events)
@@ -1261,8 +1260,8 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
     }
     PyObject *holder = PyDict_GetItemWithError(cl_ord_ids, cl_ord_id);
     if (holder != NULL) {
-        PyObject *held = SLOT(holder, order_off[O_ORD_STATUS]);
-        if (held == ST_NEW || held == ST_PARTIALLY_FILLED) {
+        PyObject *holder_status = SLOT(holder, order_off[O_ORD_STATUS]);
+        if (holder_status == ST_NEW || holder_status == ST_PARTIALLY_FILLED) {
             return NULL;
         }
     }

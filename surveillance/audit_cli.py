@@ -216,7 +216,7 @@ def _report_unmatched_filters(args: argparse.Namespace) -> None:
     """Print one stderr line per filter whose value is not in the file.
 
     The report then comes out empty, which is still a valid result, so the exit status
-    stays 0. The line tells a mistyped value apart from a session that had no activity.
+    stays 0. The line separates a mistyped value from a session that had no activity.
     """
     from surveillance.audit_reports import recorded_values
 

@@ -459,7 +459,7 @@ def _resend_rows(db: sqlite_utils.Database, session: str) -> list[dict[str, Any]
 
 @dataclass(slots=True)
 class _Resend:
-    """The messages of one resend: the answer to one ResendRequest (2), gap fills included.
+    """The messages of one resend, sent for one ResendRequest (2), gap fills included.
 
     ``begin_seq_no`` and ``end_seq_no`` are the request's range, None where it is unknown
     or open-ended. ``request_seq_num`` is the request's MsgSeqNum (34), None when the
@@ -498,14 +498,14 @@ class _Resend:
 def _poss_dup_rows(db: sqlite_utils.Database, session: str) -> list[dict[str, Any]]:
     """Return one POSS_DUP_SENT or POSS_DUP_RECEIVED row per resend, in time order.
 
-    A resend answers the oldest waiting ResendRequest (2) from the other side whose range
+    A resend serves the oldest waiting ResendRequest (2) from the other side whose range
     includes its first MsgSeqNum (34), and runs while MsgSeqNum rises within that range. A
     new ResendRequest ends the resend in progress, so a request answered twice gives two
     rows. Requests whose range includes no resent message are skipped as unanswered.
     """
     sql = ("SELECT ts_us, direction, msg_type, msg_seq_num, poss_dup, raw FROM messages"
            " WHERE session_id = ? AND (msg_type = '2' OR poss_dup = 1) ORDER BY id")
-    # Keyed by the direction of the answer: "out" answers the requests received.
+    # Keyed by the direction of the resend: "out" serves the requests received.
     waiting: dict[str, deque[_Resend]] = {"in": deque(), "out": deque()}
     current: dict[str, _Resend | None] = {"in": None, "out": None}
     resends: list[_Resend] = []

@@ -112,9 +112,9 @@ class Batch:
     rows: int = 0
     # The batch pickled by dumps_batch once it is closed to new rows, or None.
     payload: bytes | None = None
-    # The batch number it was last sent as, and whether the file already holds it: a
+    # The batch number it was last sent as, and whether the file already contains it. A
     # writer process that died after its commit but before its reply leaves the batch
-    # committed, which its successor reports.
+    # committed, and its successor reports that.
     sent_as: int | None = None
     settled: bool = False
 
@@ -446,7 +446,7 @@ _READ_SIZE = 65536
 _SEND_BUFFER_BYTES = 8 * 1024 * 1024
 # A payload up to this size goes out in one send together with its header.
 _SMALL_PAYLOAD = 65536
-# What _handle_reply returns for a batch that the writer process skipped.
+# The marker _handle_reply returns for a batch that the writer process skipped.
 _SKIPPED = object()
 
 

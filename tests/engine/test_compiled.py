@@ -3,10 +3,10 @@
 Each case runs one seeded command sequence through ``MatchingEngine(compiled=False)`` and
 ``MatchingEngine(compiled=True)`` and compares every event list (``repr``, so the enum
 members and the None/0 defaults count too), then the books, the counters and the state
-of every order. The sequences mix commands the compiled code carries out with those it
-hands to Python part-way: icebergs and same-firm orders met in a match, stop orders
-triggered by its trades, quantities beyond the C range, IOC and FOK orders, and phase
-changes.
+of every order. The sequences mix the commands the compiled code carries out with those
+it hands to Python part-way. Those include icebergs and same-firm orders met in a match,
+stop orders triggered by its trades, quantities beyond the C range, IOC and FOK orders,
+and phase changes.
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ def assert_same_state(pure: MatchingEngine, compiled: MatchingEngine) -> None:
 
 
 def run_both(commands: Iterable[Command], pure: MatchingEngine, compiled: MatchingEngine) -> None:
-    assert not pure.compiled and compiled.compiled
+    assert not pure.compiled
+    assert compiled.compiled
     for step, command in enumerate(commands):
         expected = repr(pure.process(command))
         assert repr(compiled.process(command)) == expected, f"step {step}: {command!r}"
