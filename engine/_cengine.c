@@ -57,6 +57,11 @@ static const char *LEVEL_SLOTS[L_COUNT] = {"price", "total_qty", "leaves_qty", "
 enum { S_SIGN, S_KEYS, S_LEVELS, S_COUNT };
 static const char *SIDE_SLOTS[S_COUNT] = {"sign", "keys", "levels"};
 
+enum { B_INSTRUMENT, B_BIDS, B_ASKS, B_PHASE, B_LAST_PX, B_LAST_QTY, B_STOPS, B_COUNT };
+static const char *BOOK_SLOTS[B_COUNT] = {
+    "instrument", "bids", "asks", "phase", "last_px", "last_qty", "stops",
+};
+
 enum { I_TICK_SIZE, I_LOT_SIZE, I_LOW_LIMIT_PRICE, I_HIGH_LIMIT_PRICE, I_COUNT };
 static const char *INSTRUMENT_SLOTS[I_COUNT] = {
     "tick_size", "lot_size", "low_limit_price", "high_limit_price",
@@ -92,12 +97,12 @@ static const char *REPLACE_SLOTS[R_COUNT] = {
     "expire_date",
 };
 
-static Py_ssize_t order_off[O_COUNT], level_off[L_COUNT], side_off[S_COUNT];
+static Py_ssize_t order_off[O_COUNT], level_off[L_COUNT], side_off[S_COUNT], book_off[B_COUNT];
 static Py_ssize_t instrument_off[I_COUNT], firm_off[F_COUNT];
 static Py_ssize_t new_off[N_COUNT], cancel_off[C_COUNT], replace_off[R_COUNT];
 
 /* Classes and enum members, set by configure(). */
-static PyTypeObject *Order_type, *PriceLevel_type, *ExecutionEvent_type, *Trade_type;
+static PyTypeObject *Order_type, *PriceLevel_type, *OrderBook_type, *ExecutionEvent_type, *Trade_type;
 static PyObject *NewOrder_type, *CancelOrder_type, *ReplaceOrder_type;
 static PyObject *BUY, *LIMIT, *CONTINUOUS, *DAY, *GTC, *SMP_NONE;
 static PyObject *ST_NEW, *ST_PARTIALLY_FILLED, *ST_FILLED, *ST_CANCELED;
@@ -106,8 +111,6 @@ static PyObject *SELF_MATCH_INCOMING_TEXT;
 static int configured = 0;
 
 /* Interned names. */
-static PyObject *s_instrument, *s_phase, *s_bids, *s_asks, *s_stops, *s_last_px, *s_last_qty;
-static PyObject *s_order_count, *s_exec_count, *s_trade_count, *s_seq;
 static PyObject *s_match, *s_run_stops, *s_cancel_remainder;
 static PyObject *s_empty, *s_zero;
 
@@ -160,6 +163,7 @@ configure(PyObject *module, PyObject *ns)
     PyObject *cls;
     TAKE(Order_type, "Order");
     TAKE(PriceLevel_type, "PriceLevel");
+    TAKE(OrderBook_type, "OrderBook");
     TAKE(ExecutionEvent_type, "ExecutionEvent");
     TAKE(Trade_type, "Trade");
     TAKE(NewOrder_type, "NewOrder");
@@ -182,6 +186,7 @@ configure(PyObject *module, PyObject *ns)
     TAKE(SELF_MATCH_INCOMING_TEXT, "SELF_MATCH_INCOMING_TEXT");
     if (slot_offsets((PyObject *)Order_type, ORDER_SLOTS, order_off, O_COUNT) < 0
         || slot_offsets((PyObject *)PriceLevel_type, LEVEL_SLOTS, level_off, L_COUNT) < 0
+        || slot_offsets((PyObject *)OrderBook_type, BOOK_SLOTS, book_off, B_COUNT) < 0
         || slot_offsets(NewOrder_type, NEW_ORDER_SLOTS, new_off, N_COUNT) < 0
         || slot_offsets(CancelOrder_type, CANCEL_SLOTS, cancel_off, C_COUNT) < 0
         || slot_offsets(ReplaceOrder_type, REPLACE_SLOTS, replace_off, R_COUNT) < 0) {
@@ -199,10 +204,22 @@ configure(PyObject *module, PyObject *ns)
     if (failed) {
         return NULL;
     }
-    /* Order and PriceLevel are built here with tp_alloc and their slots filled in, so
-     * they must be plain slotted classes; the events are tuple subclasses. */
+    /* Order and PriceLevel are built here with PyObject_GC_New and their slots filled
+     * in, so they must be plain slotted classes: no __dict__, no items. The events are
+     * tuple subclasses without fields of their own, built with PyObject_GC_NewVar. */
+    PyTypeObject *slotted[2] = {Order_type, PriceLevel_type};
+    for (int i = 0; i < 2; i++) {
+        if (!PyType_HasFeature(slotted[i], Py_TPFLAGS_HAVE_GC) || slotted[i]->tp_dictoffset
+            || slotted[i]->tp_itemsize || PyType_HasFeature(slotted[i], Py_TPFLAGS_MANAGED_DICT)) {
+            PyErr_Format(PyExc_TypeError, "%s must be a class with __slots__ only",
+                         slotted[i]->tp_name);
+            return NULL;
+        }
+    }
     if (!PyType_IsSubtype(ExecutionEvent_type, &PyTuple_Type)
-        || !PyType_IsSubtype(Trade_type, &PyTuple_Type)) {
+        || !PyType_IsSubtype(Trade_type, &PyTuple_Type)
+        || ExecutionEvent_type->tp_basicsize != PyTuple_Type.tp_basicsize
+        || Trade_type->tp_basicsize != PyTuple_Type.tp_basicsize) {
         PyErr_SetString(PyExc_TypeError, "events must be named tuples");
         return NULL;
     }
@@ -238,6 +255,21 @@ set_slot_ll(PyObject *obj, Py_ssize_t off, long long value)
     return 0;
 }
 
+/* A level's total_qty and leaves_qty. They are equal unless an iceberg rests there, and
+ * then one int object serves both, which saves an allocation. */
+static int
+set_level_qty(PyObject *level, long long total, long long leaves)
+{
+    if (set_slot_ll(level, level_off[L_TOTAL_QTY], total) < 0) {
+        return -1;
+    }
+    if (leaves == total) {
+        set_slot_ref(level, level_off[L_LEAVES_QTY], SLOT(level, level_off[L_TOTAL_QTY]));
+        return 0;
+    }
+    return set_slot_ll(level, level_off[L_LEAVES_QTY], leaves);
+}
+
 /* The value of an exact int in [-BIG_BOUND, BIG_BOUND], else 0 with *ok = 0. */
 static inline long long
 as_ll(PyObject *obj, int *ok)
@@ -246,6 +278,18 @@ as_ll(PyObject *obj, int *ok)
         *ok = 0;
         return 0;
     }
+#if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+    /* Up to CPython 3.11 an int keeps its sign in ob_size and its magnitude in 30-bit
+     * digits; prices and quantities take one or two. Read those directly. */
+    Py_ssize_t size = Py_SIZE(obj);
+    const digit *digits = ((PyLongObject *)obj)->ob_digit;
+    if (size >= -2 && size <= 2) {
+        long long magnitude = size == 0 ? 0
+            : (size == 1 || size == -1) ? (long long)digits[0]
+            : (long long)digits[0] | ((long long)digits[1] << PyLong_SHIFT);
+        return size < 0 ? -magnitude : magnitude;
+    }
+#endif
     int overflow;
     long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
     if (overflow || value > BIG_BOUND || value < -BIG_BOUND) {
@@ -298,21 +342,32 @@ make_id(PyObject *prefix, long long num)
     return PyUnicode_FromFormat("%U%s", prefix, digits);
 }
 
-/* Events, orders, levels and their OrderedDicts built here are taken off the garbage
- * collector's lists, because none of them can be part of a reference cycle. An event
- * contains strings, integers, None and enum members, and an order contains those and its
- * firm. A level contains its orders, and none of these refer back to what contains them. Reference counting frees
- * them, and the collector no longer scans every live order on each full collection,
- * which cost about a third of the engine's time in the benchmark. CPython untracks
- * tuples and dicts of atomic values for the same reason. */
+/* Events, orders and levels built here stay off the garbage collector's lists, because
+ * none of them can be part of a reference cycle. An event contains strings, integers,
+ * None and enum members, and an order contains those and its firm. A level contains its
+ * orders, and none of these refer back to what contains them. Reference counting frees
+ * them, and the collector does not scan every live order on each full collection, which
+ * cost about a third of the engine's time in the benchmark. CPython untracks tuples and
+ * dicts of atomic values for the same reason.
+ *
+ * PyObject_GC_New returns an object that is not tracked yet, so these are never put on
+ * the lists at all. new_event's caller sets every item; new_untracked clears the slots of
+ * a slotted class, which its caller then sets. */
 static PyObject *
 new_event(PyTypeObject *type, Py_ssize_t size)
 {
-    PyObject *event = type->tp_alloc(type, size);
-    if (event != NULL) {
-        PyObject_GC_UnTrack(event);
+    PyVarObject *event = PyObject_GC_NewVar(PyVarObject, type, size);
+    return (PyObject *)event;
+}
+
+static PyObject *
+new_untracked(PyTypeObject *type)
+{
+    PyObject *obj = PyObject_GC_New(PyObject, type);
+    if (obj != NULL) {
+        memset((char *)obj + sizeof(PyObject), 0, type->tp_basicsize - sizeof(PyObject));
     }
-    return event;
+    return obj;
 }
 
 #define PUT(tuple, i, value) do { PyObject *v_ = (value); Py_INCREF(v_); PyTuple_SET_ITEM(tuple, i, v_); } while (0)
@@ -394,26 +449,19 @@ report_list(PyObject *exec_prefix, long long *exec_count, PyObject *order, PyObj
 }
 
 /* The aggressor's TRADE event, the resting order's TRADE event and the Trade of one
- * fill, appended to ``events`` in that order, as MatchingEngine._match builds them. */
+ * fill, appended to ``events`` in that order, as MatchingEngine._match builds them.
+ * Steals the IDs and borrows the rest; the aggressor's quantities are its state after
+ * the fill. */
 static int
 append_fill(PyObject *events, PyObject *order, PyObject *resting, PyObject *exec_a,
-            PyObject *exec_r, PyObject *trade_id, long long take, long long cum_qty,
-            long long leaves, long long cum_notional, PyObject *price)
+            PyObject *exec_r, PyObject *trade_id, PyObject *take_obj, int filled,
+            PyObject *cum_obj, PyObject *leaves_obj, PyObject *notional_obj, PyObject *price)
 {
     PyObject *symbol = SLOT(order, order_off[O_SYMBOL]);
-    PyObject *take_obj = PyLong_FromLongLong(take);
-    PyObject *cum_obj = PyLong_FromLongLong(cum_qty);
-    PyObject *leaves_obj = PyLong_FromLongLong(leaves);
-    PyObject *notional_obj = PyLong_FromLongLong(cum_notional);
     PyObject *ea = NULL, *er = NULL, *tr = NULL;
     int result = -1;
-    if (take_obj == NULL || cum_obj == NULL || leaves_obj == NULL || notional_obj == NULL) {
-        Py_DECREF(exec_a);
-        Py_DECREF(exec_r);
-        goto done;
-    }
     ea = execution_event(
-        order, exec_a, EX_TRADE, leaves ? ST_PARTIALLY_FILLED : ST_FILLED, Py_None, symbol,
+        order, exec_a, EX_TRADE, filled ? ST_FILLED : ST_PARTIALLY_FILLED, Py_None, symbol,
         SLOT(order, order_off[O_PRICE]), cum_obj, leaves_obj, notional_obj, take_obj, price,
         trade_id);
     if (ea == NULL) {
@@ -443,92 +491,83 @@ append_fill(PyObject *events, PyObject *order, PyObject *resting, PyObject *exec
         result = 0;
     }
 done:
-    Py_XDECREF(take_obj);
-    Py_XDECREF(cum_obj);
-    Py_XDECREF(leaves_obj);
-    Py_XDECREF(notional_obj);
     Py_XDECREF(ea);
     Py_XDECREF(er);
     Py_XDECREF(tr);
     return result;
 }
 
+/* ------------------------------------------------------------------ counters */
+
+/* The C twin of engine.engine.Counters. The fast paths read and write its fields as C
+ * integers, and Python code sees the same fields as attributes, so nothing is copied
+ * when a command passes from one to the other. */
+typedef struct {
+    PyObject_HEAD
+    long long order_count, exec_count, trade_count, seq;
+} CountersObject;
+
+static PyMemberDef Counters_members[] = {
+    {"order_count", T_LONGLONG, offsetof(CountersObject, order_count), 0,
+     "the number of the last OrderID (37)"},
+    {"exec_count", T_LONGLONG, offsetof(CountersObject, exec_count), 0,
+     "the number of the last ExecID (17)"},
+    {"trade_count", T_LONGLONG, offsetof(CountersObject, trade_count), 0,
+     "the number of the last TradeID (1003)"},
+    {"seq", T_LONGLONG, offsetof(CountersObject, seq), 0,
+     "time priority: grows each time an order joins the back of a level"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject Counters_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "engine._cengine.Counters",
+    .tp_basicsize = sizeof(CountersObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Counters(): the engine's numbering, all starting at 0.",
+    .tp_new = PyType_GenericNew,
+    .tp_members = Counters_members,
+};
+
 /* ------------------------------------------------------------------ the accelerator */
 
 typedef struct {
     PyObject_HEAD
     PyObject *engine;
-    PyObject *edict;         /* engine.__dict__, where the counters live */
+    CountersObject *counters; /* engine._counters */
     PyObject *books;         /* symbol -> OrderBook */
-    PyObject *orders;        /* OrderID -> Order */
+    PyObject *orders;        /* every Order, the one numbered n at index n - 1 */
     PyObject *by_cl_ord_id;  /* session_id -> ClOrdID -> Order */
     PyObject *firms;         /* session_id -> Firm */
     PyObject *order_prefix, *exec_prefix, *trade_prefix;
     PyObject *fallback;      /* MatchingEngine.process, unbound */
-    PyObject *cache;         /* OrderBook -> what book_entry() returns */
 } Accel;
 
+/* The counters as the fast paths work on them, copied from and back to Accel.counters. */
 typedef struct {
     long long order_count, exec_count, trade_count, seq;
-    long long order_count0, exec_count0, trade_count0, seq0;
 } Counters;
-
-static int
-load_one(Accel *a, PyObject *name, long long *value)
-{
-    PyObject *obj = PyDict_GetItemWithError(a->edict, name);
-    if (obj == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_AttributeError, "engine has no counter %U", name);
-        }
-        return -1;
-    }
-    *value = PyLong_AsLongLong(obj);
-    return (*value == -1 && PyErr_Occurred()) ? -1 : 0;
-}
 
 static int
 load_counters(Accel *a, Counters *c)
 {
-    if (load_one(a, s_order_count, &c->order_count) < 0
-        || load_one(a, s_exec_count, &c->exec_count) < 0
-        || load_one(a, s_trade_count, &c->trade_count) < 0
-        || load_one(a, s_seq, &c->seq) < 0) {
-        return -1;
-    }
-    c->order_count0 = c->order_count;
-    c->exec_count0 = c->exec_count;
-    c->trade_count0 = c->trade_count;
-    c->seq0 = c->seq;
+    CountersObject *k = a->counters;
+    c->order_count = k->order_count;
+    c->exec_count = k->exec_count;
+    c->trade_count = k->trade_count;
+    c->seq = k->seq;
     return 0;
 }
 
-static int
-store_one(Accel *a, PyObject *name, long long value)
-{
-    PyObject *obj = PyLong_FromLongLong(value);
-    if (obj == NULL) {
-        return -1;
-    }
-    int result = PyDict_SetItem(a->edict, name, obj);
-    Py_DECREF(obj);
-    return result;
-}
-
-/* Write back the counters that changed, before Python code runs or at the end. */
+/* Write back the counters, before Python code runs or at the end. */
 static int
 store_counters(Accel *a, Counters *c)
 {
-    if ((c->order_count != c->order_count0 && store_one(a, s_order_count, c->order_count) < 0)
-        || (c->exec_count != c->exec_count0 && store_one(a, s_exec_count, c->exec_count) < 0)
-        || (c->trade_count != c->trade_count0 && store_one(a, s_trade_count, c->trade_count) < 0)
-        || (c->seq != c->seq0 && store_one(a, s_seq, c->seq) < 0)) {
-        return -1;
-    }
-    c->order_count0 = c->order_count;
-    c->exec_count0 = c->exec_count;
-    c->trade_count0 = c->trade_count;
-    c->seq0 = c->seq;
+    CountersObject *k = a->counters;
+    k->order_count = c->order_count;
+    k->exec_count = c->exec_count;
+    k->trade_count = c->trade_count;
+    k->seq = c->seq;
     return 0;
 }
 
@@ -552,51 +591,13 @@ call_engine(Accel *a, Counters *c, PyObject *name, PyObject *arg1, PyObject *arg
     return result;
 }
 
-/* What the fast paths read of an OrderBook that never changes after it is built:
- * (bids, asks, instrument, stops), kept per book in Accel.cache. */
-enum { E_BIDS, E_ASKS, E_INSTRUMENT, E_STOPS, E_COUNT };
-
-static PyObject *
-book_entry(Accel *a, PyObject *book)
-{
-    PyObject *entry = PyDict_GetItemWithError(a->cache, book);
-    if (entry != NULL || PyErr_Occurred()) {
-        return entry;
-    }
-    entry = PyTuple_New(E_COUNT);
-    if (entry == NULL) {
-        return NULL;
-    }
-    PyObject *names[E_COUNT] = {s_bids, s_asks, s_instrument, s_stops};
-    for (int i = 0; i < E_COUNT; i++) {
-        PyObject *value = PyObject_GetAttr(book, names[i]);
-        if (value == NULL) {
-            Py_DECREF(entry);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(entry, i, value);
-    }
-    if (!PyDict_CheckExact(PyTuple_GET_ITEM(entry, E_STOPS))) {
-        PyErr_SetString(PyExc_TypeError, "OrderBook.stops must be a dict");
-        Py_DECREF(entry);
-        return NULL;
-    }
-    int failed = PyDict_SetItem(a->cache, book, entry);
-    Py_DECREF(entry);
-    return failed ? NULL : entry;  /* borrowed: the cache keeps a reference */
-}
-
 /* The side of the book an order of ``side`` rests on, and the opposite one (new
  * references). */
 static int
-book_sides(Accel *a, PyObject *book, PyObject *side, PyObject **own, PyObject **opposite)
+book_sides(PyObject *book, PyObject *side, PyObject **own, PyObject **opposite)
 {
-    PyObject *entry = book_entry(a, book);
-    if (entry == NULL) {
-        return -1;
-    }
-    PyObject *bids = PyTuple_GET_ITEM(entry, E_BIDS);
-    PyObject *asks = PyTuple_GET_ITEM(entry, E_ASKS);
+    PyObject *bids = SLOT(book, book_off[B_BIDS]);
+    PyObject *asks = SLOT(book, book_off[B_ASKS]);
     *own = Py_NewRef(side == BUY ? bids : asks);
     *opposite = Py_NewRef(side == BUY ? asks : bids);
     return 0;
@@ -695,7 +696,10 @@ rest(Counters *c, PyObject *order, PyObject *side_obj, long long price, long lon
         return -1;
     }
     long long key_value = sign * price;
-    PyObject *key = PyLong_FromLongLong(key_value);
+    /* A bid's key is its price: the order's own int object serves as the key. */
+    PyObject *price_obj = SLOT(order, order_off[O_PRICE]);
+    PyObject *key = sign == 1 && PyLong_CheckExact(price_obj)
+        ? Py_NewRef(price_obj) : PyLong_FromLongLong(key_value);
     if (key == NULL) {
         return -1;
     }
@@ -705,7 +709,7 @@ rest(Counters *c, PyObject *order, PyObject *side_obj, long long price, long lon
         if (PyErr_Occurred()) {
             goto error;
         }
-        level = PriceLevel_type->tp_alloc(PriceLevel_type, 0);
+        level = new_untracked(PriceLevel_type);
         if (level == NULL) {
             goto error;
         }
@@ -713,7 +717,6 @@ rest(Counters *c, PyObject *order, PyObject *side_obj, long long price, long lon
         SLOT(level, level_off[L_TOTAL_QTY]) = PyLong_FromLong(0);
         SLOT(level, level_off[L_LEAVES_QTY]) = PyLong_FromLong(0);
         SLOT(level, level_off[L_ORDERS]) = PyODict_New();
-        PyObject_GC_UnTrack(level);
         if (SLOT(level, level_off[L_ORDERS]) != NULL) {
             PyObject_GC_UnTrack(SLOT(level, level_off[L_ORDERS]));
         }
@@ -733,11 +736,7 @@ rest(Counters *c, PyObject *order, PyObject *side_obj, long long price, long lon
     long long total = as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
     long long level_leaves = as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
     if (ok) {
-        if (set_slot_ll(level, level_off[L_TOTAL_QTY], total + leaves) < 0
-            || set_slot_ll(level, level_off[L_LEAVES_QTY], level_leaves + leaves) < 0) {
-            return -1;
-        }
-        return 0;
+        return set_level_qty(level, total + leaves, level_leaves + leaves);
     }
     /* Totals beyond the C range: Python integers. */
     PyObject *qty = PyLong_FromLongLong(leaves);
@@ -793,6 +792,9 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
     long long cum_notional = as_ll(SLOT(order, order_off[O_CUM_NOTIONAL]), &ok);
     long long take = 0;
     PyObject *traded_px_ref = NULL;
+    /* The aggressor's quantities after the last fill and that fill's quantity, as the
+     * events hold them; the order and the book take the same objects at the end. */
+    PyObject *last_cum = NULL, *last_leaves = NULL, *last_notional = NULL, *last_take = NULL;
     int delegate = !ok;
     int result = 0;
 
@@ -857,12 +859,16 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
             leaves -= take;
             cum_qty += take;
             cum_notional += notional;
+            /* An order that shows all of itself has visible_qty equal to leaves_qty: one
+             * int object serves both, which saves an allocation per fill. */
             if (set_slot_ll(resting, order_off[O_CUM_QTY], r_cum) < 0
                 || set_slot_ll(resting, order_off[O_LEAVES_QTY], r_leaves) < 0
-                || set_slot_ll(resting, order_off[O_VISIBLE_QTY], r_visible) < 0
+                || (r_visible == r_leaves
+                    ? (set_slot_ref(resting, order_off[O_VISIBLE_QTY],
+                                    SLOT(resting, order_off[O_LEAVES_QTY])), 0)
+                    : set_slot_ll(resting, order_off[O_VISIBLE_QTY], r_visible)) < 0
                 || set_slot_ll(resting, order_off[O_CUM_NOTIONAL], r_notional) < 0
-                || set_slot_ll(level, level_off[L_TOTAL_QTY], level_total) < 0
-                || set_slot_ll(level, level_off[L_LEAVES_QTY], level_leaves) < 0) {
+                || set_level_qty(level, level_total, level_leaves) < 0) {
                 Py_DECREF(resting);
                 Py_DECREF(key);
                 goto error;
@@ -891,8 +897,21 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
                 Py_DECREF(key);
                 goto error;
             }
-            int failed = append_fill(events, order, resting, exec_a, exec_r, trade_id, take,
-                                     cum_qty, leaves, cum_notional, price_obj);
+            Py_XSETREF(last_cum, PyLong_FromLongLong(cum_qty));
+            Py_XSETREF(last_leaves, PyLong_FromLongLong(leaves));
+            Py_XSETREF(last_notional, PyLong_FromLongLong(cum_notional));
+            Py_XSETREF(last_take, PyLong_FromLongLong(take));
+            int failed = 1;
+            if (last_cum == NULL || last_leaves == NULL || last_notional == NULL
+                || last_take == NULL) {
+                Py_DECREF(exec_a);
+                Py_DECREF(exec_r);
+            }
+            else {
+                failed = append_fill(events, order, resting, exec_a, exec_r, trade_id,
+                                     last_take, leaves == 0, last_cum, last_leaves,
+                                     last_notional, price_obj);
+            }
             Py_DECREF(trade_id);
             Py_DECREF(resting);
             if (failed) {
@@ -915,20 +934,19 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
     }
 
     /* Store the aggressor's state, as _match does at its end. */
-    if (set_slot_ll(order, order_off[O_LEAVES_QTY], leaves) < 0
-        || set_slot_ll(order, order_off[O_CUM_QTY], cum_qty) < 0
-        || set_slot_ll(order, order_off[O_CUM_NOTIONAL], cum_notional) < 0) {
-        goto error;
+    if (last_cum != NULL) {
+        set_slot_ref(order, order_off[O_LEAVES_QTY], last_leaves);
+        set_slot_ref(order, order_off[O_CUM_QTY], last_cum);
+        set_slot_ref(order, order_off[O_CUM_NOTIONAL], last_notional);
     }
     if (traded_px_ref != NULL) {
-        PyObject *take_obj = PyLong_FromLongLong(take);
-        if (take_obj == NULL || PyObject_SetAttr(book, s_last_px, traded_px_ref) < 0
-            || PyObject_SetAttr(book, s_last_qty, take_obj) < 0) {
-            Py_XDECREF(take_obj);
-            goto error;
-        }
-        Py_DECREF(take_obj);
+        set_slot_ref(book, book_off[B_LAST_PX], traded_px_ref);
+        set_slot_ref(book, book_off[B_LAST_QTY], last_take);
     }
+    Py_CLEAR(last_cum);
+    Py_CLEAR(last_leaves);
+    Py_CLEAR(last_notional);
+    Py_CLEAR(last_take);
     if (delegate) {
         /* The Python loop carries on from here and sets the final status. */
         PyObject *r = call_engine(a, c, s_match, order, book, events);
@@ -951,6 +969,10 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
 
 error:
     Py_XDECREF(traded_px_ref);
+    Py_XDECREF(last_cum);
+    Py_XDECREF(last_leaves);
+    Py_XDECREF(last_notional);
+    Py_XDECREF(last_take);
     return -1;
 }
 
@@ -986,7 +1008,7 @@ execute(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *side,
         long long price, PyObject *events)
 {
     PyObject *own, *opposite;
-    if (book_sides(a, book, side, &own, &opposite) < 0) {
+    if (book_sides(book, side, &own, &opposite) < 0) {
         return -1;
     }
     int result = -1;
@@ -1010,11 +1032,8 @@ execute(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *side,
     if (after_match(a, c, order, book, own, price, incoming_cancelled, events) < 0) {
         goto done;
     }
-    PyObject *entry = book_entry(a, book);
-    if (entry == NULL) {
-        goto done;
-    }
-    if (PyDict_GET_SIZE(PyTuple_GET_ITEM(entry, E_STOPS)) > 0) {
+    PyObject *stops = SLOT(book, book_off[B_STOPS]);
+    if (stops == NULL || !PyDict_Check(stops) || PyDict_GET_SIZE(stops) > 0) {
         PyObject *r = call_engine(a, c, s_run_stops, book, events, NULL);
         if (r == NULL) {
             goto done;
@@ -1071,22 +1090,13 @@ continuous_book(Accel *a, PyObject *symbol, PyObject **book, PyObject **instrume
     if (b == NULL) {
         return PyErr_Occurred() ? -1 : 0;
     }
-    PyObject *phase = PyObject_GetAttr(b, s_phase);
-    if (phase == NULL) {
-        return -1;
-    }
-    Py_DECREF(phase);
-    if (phase != CONTINUOUS) {
+    if (Py_TYPE(b) != OrderBook_type || SLOT(b, book_off[B_PHASE]) != CONTINUOUS
+        || SLOT(b, book_off[B_BIDS]) == NULL || SLOT(b, book_off[B_ASKS]) == NULL
+        || SLOT(b, book_off[B_INSTRUMENT]) == NULL) {
         return 0;
     }
-    PyObject *entry = book_entry(a, b);
-    if (entry == NULL) {
-        return -1;
-    }
-    PyObject *inst = Py_NewRef(PyTuple_GET_ITEM(entry, E_INSTRUMENT));
-    Py_INCREF(b);
-    *book = b;
-    *instrument = inst;
+    *book = Py_NewRef(b);
+    *instrument = Py_NewRef(SLOT(b, book_off[B_INSTRUMENT]));
     return 1;
 }
 
@@ -1141,7 +1151,7 @@ new_order(Accel *a, PyObject *cmd)
     if (order_id == NULL) {
         goto error;
     }
-    order = Order_type->tp_alloc(Order_type, 0);
+    order = new_untracked(Order_type);
     if (order == NULL) {
         Py_DECREF(order_id);
         goto error;
@@ -1174,7 +1184,6 @@ new_order(Accel *a, PyObject *cmd)
     SLOT(order, order_off[O_SELF_MATCH]) = Py_NewRef(Py_None);
     SLOT(order, order_off[O_TRIGGERED]) = Py_NewRef(Py_True);
     Py_DECREF(zero);
-    PyObject_GC_UnTrack(order);
     if (SLOT(order, order_off[O_NUM]) == NULL) {
         goto error;
     }
@@ -1189,7 +1198,7 @@ new_order(Accel *a, PyObject *cmd)
         Py_DECREF(book);
         return NOT_TAKEN;
     }
-    if (PyDict_SetItem(a->orders, order_id, order) < 0) {
+    if (PyList_Append(a->orders, order) < 0) {
         goto error;
     }
     PyObject *firm = PyDict_GetItemWithError(a->firms, session_id);
@@ -1222,6 +1231,41 @@ error:
     return NULL;
 }
 
+/* The order this engine numbered ``order_id`` (37), borrowed, or NULL (no error set),
+ * as MatchingEngine._order_by_id finds it. */
+static PyObject *
+order_by_id(Accel *a, PyObject *order_id)
+{
+    if (!PyUnicode_Check(order_id) || !PyUnicode_IS_ASCII(order_id)
+        || !PyUnicode_IS_ASCII(a->order_prefix)) {
+        return NULL;
+    }
+    Py_ssize_t plen = PyUnicode_GET_LENGTH(a->order_prefix);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(order_id);
+    const char *text = (const char *)PyUnicode_DATA(order_id);
+    if (len <= plen || len - plen > 18
+        || memcmp(text, PyUnicode_DATA(a->order_prefix), plen) != 0) {
+        return NULL;
+    }
+    long long num = 0;
+    for (Py_ssize_t i = plen; i < len; i++) {
+        if (text[i] < '0' || text[i] > '9') {
+            return NULL;
+        }
+        num = num * 10 + (text[i] - '0');
+    }
+    if (num < 1 || num > PyList_GET_SIZE(a->orders)) {
+        return NULL;
+    }
+    PyObject *order = PyList_GET_ITEM(a->orders, num - 1);
+    /* "O007" names no order: OrderIDs carry no leading zeros. */
+    PyObject *own_id = SLOT(order, order_off[O_ORDER_ID]);
+    if (PyUnicode_GET_LENGTH(own_id) != len || memcmp(PyUnicode_DATA(own_id), text, len) != 0) {
+        return NULL;
+    }
+    return order;
+}
+
 /* The live, resting order a cancel or replace names, when every check of
  * MatchingEngine._find_for_change passes; NULL with no error set otherwise. */
 static PyObject *
@@ -1237,7 +1281,7 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
         order = PyDict_GetItemWithError(cl_ord_ids, orig_cl_ord_id);
     }
     else {
-        order = PyDict_GetItemWithError(a->orders, order_id);
+        order = order_by_id(a, order_id);
         if (order != NULL) {
             int same = PyObject_RichCompareBool(SLOT(order, order_off[O_SESSION_ID]), session_id, Py_EQ);
             if (same <= 0) {
@@ -1271,7 +1315,9 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
     return order;
 }
 
-/* The level ``order`` rests in (borrowed) and its key (new reference), or NULL. */
+/* The level ``order`` rests in (borrowed) and its key (new reference), or NULL. NULL
+ * without an error also when the level's or the order's quantities are beyond the fast
+ * paths' range, so that Python takes the command before anything changed. */
 static PyObject *
 level_of(PyObject *side_obj, PyObject *order, PyObject **key_out)
 {
@@ -1288,7 +1334,11 @@ level_of(PyObject *side_obj, PyObject *order, PyObject **key_out)
     PyObject *level = PyDict_GetItemWithError(SLOT(side_obj, side_off[S_LEVELS]), key);
     if (level != NULL) {
         int in = PyDict_Contains(SLOT(level, level_off[L_ORDERS]), order);
-        if (in == 1) {
+        as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
+        as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
+        as_ll(SLOT(order, order_off[O_VISIBLE_QTY]), &ok);
+        as_ll(SLOT(order, order_off[O_LEAVES_QTY]), &ok);
+        if (in == 1 && ok) {
             *key_out = key;
             return level;
         }
@@ -1313,8 +1363,7 @@ unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key)
         PyErr_SetString(PyExc_OverflowError, "quantity out of the fast path's range");
         return -1;
     }
-    if (set_slot_ll(level, level_off[L_TOTAL_QTY], total - visible) < 0
-        || set_slot_ll(level, level_off[L_LEAVES_QTY], leaves - order_leaves) < 0) {
+    if (set_level_qty(level, total - visible, leaves - order_leaves) < 0) {
         return -1;
     }
     if (PyDict_GET_SIZE(SLOT(level, level_off[L_ORDERS])) == 0) {
@@ -1363,7 +1412,7 @@ cancel_order(Accel *a, PyObject *cmd)
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
     }
     PyObject *own, *opposite, *key = NULL;
-    if (book_sides(a, book, SLOT(order, order_off[O_SIDE]), &own, &opposite) < 0) {
+    if (book_sides(book, SLOT(order, order_off[O_SIDE]), &own, &opposite) < 0) {
         return NULL;
     }
     Py_DECREF(opposite);
@@ -1442,7 +1491,7 @@ replace_order(Accel *a, PyObject *cmd)
     }
     PyObject *side = SLOT(order, order_off[O_SIDE]);
     PyObject *own, *opposite, *key = NULL;
-    if (book_sides(a, book, side, &own, &opposite) < 0) {
+    if (book_sides(book, side, &own, &opposite) < 0) {
         Py_DECREF(book);
         return NULL;
     }
@@ -1544,13 +1593,12 @@ static int
 Accel_traverse(Accel *a, visitproc visit, void *arg)
 {
     Py_VISIT(a->engine);
-    Py_VISIT(a->edict);
+    Py_VISIT(a->counters);
     Py_VISIT(a->books);
     Py_VISIT(a->orders);
     Py_VISIT(a->by_cl_ord_id);
     Py_VISIT(a->firms);
     Py_VISIT(a->fallback);
-    Py_VISIT(a->cache);
     return 0;
 }
 
@@ -1558,7 +1606,7 @@ static int
 Accel_clear(Accel *a)
 {
     Py_CLEAR(a->engine);
-    Py_CLEAR(a->edict);
+    Py_CLEAR(a->counters);
     Py_CLEAR(a->books);
     Py_CLEAR(a->orders);
     Py_CLEAR(a->by_cl_ord_id);
@@ -1567,7 +1615,6 @@ Accel_clear(Accel *a)
     Py_CLEAR(a->exec_prefix);
     Py_CLEAR(a->trade_prefix);
     Py_CLEAR(a->fallback);
-    Py_CLEAR(a->cache);
     return 0;
 }
 
@@ -1608,14 +1655,9 @@ Accel_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     a->engine = Py_NewRef(engine);
     a->fallback = Py_NewRef(fallback);
-    a->cache = PyDict_New();
-    if (a->cache == NULL) {
-        Py_DECREF(a);
-        return NULL;
-    }
-    a->edict = get_typed_attr(engine, "__dict__", &PyDict_Type);
-    a->books = a->edict ? get_typed_attr(engine, "_books", &PyDict_Type) : NULL;
-    a->orders = a->books ? get_typed_attr(engine, "_orders", &PyDict_Type) : NULL;
+    a->counters = (CountersObject *)get_typed_attr(engine, "_counters", &Counters_type);
+    a->books = a->counters ? get_typed_attr(engine, "_books", &PyDict_Type) : NULL;
+    a->orders = a->books ? get_typed_attr(engine, "_orders", &PyList_Type) : NULL;
     a->by_cl_ord_id = a->orders ? get_typed_attr(engine, "_by_cl_ord_id", &PyDict_Type) : NULL;
     a->firms = a->by_cl_ord_id ? get_typed_attr(engine, "_firms", &PyDict_Type) : NULL;
     a->order_prefix = a->firms ? get_typed_attr(engine, "_order_prefix", &PyUnicode_Type) : NULL;
@@ -1664,17 +1706,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__cengine(void)
 {
-    INTERN(s_instrument, "instrument");
-    INTERN(s_phase, "phase");
-    INTERN(s_bids, "bids");
-    INTERN(s_asks, "asks");
-    INTERN(s_stops, "stops");
-    INTERN(s_last_px, "last_px");
-    INTERN(s_last_qty, "last_qty");
-    INTERN(s_order_count, "_order_count");
-    INTERN(s_exec_count, "_exec_count");
-    INTERN(s_trade_count, "_trade_count");
-    INTERN(s_seq, "_seq");
     INTERN(s_match, "_match");
     INTERN(s_run_stops, "_run_stops");
     INTERN(s_cancel_remainder, "_cancel_remainder");
@@ -1682,14 +1713,15 @@ PyInit__cengine(void)
     if ((s_zero = PyLong_FromLong(0)) == NULL) {
         return NULL;
     }
-    if (PyType_Ready(&Accel_type) < 0) {
+    if (PyType_Ready(&Accel_type) < 0 || PyType_Ready(&Counters_type) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(m, "Accelerator", (PyObject *)&Accel_type) < 0) {
+    if (PyModule_AddObjectRef(m, "Accelerator", (PyObject *)&Accel_type) < 0
+        || PyModule_AddObjectRef(m, "Counters", (PyObject *)&Counters_type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -244,6 +244,8 @@ class OrderBook:
     last trade, None and 0 before the first one.
     """
 
+    __slots__ = ("instrument", "symbol", "bids", "asks", "phase", "last_px", "last_qty", "stops")
+
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
         self.symbol = instrument.symbol

@@ -116,6 +116,20 @@ _UNCROSS_INTO = frozenset({TradingPhase.CONTINUOUS, TradingPhase.CLOSED})
 _ORDER_ENTRY_CLOSED = frozenset({TradingPhase.HALTED, TradingPhase.CLOSED})
 
 
+class Counters:
+    """The engine's numbering: the last OrderID (37), ExecID (17) and TradeID (1003)
+    numbers, and ``seq``, which grows each time an order joins the back of a level and so
+    gives time priority. The compiled fast paths bring a C twin with the same fields."""
+
+    __slots__ = ("order_count", "exec_count", "trade_count", "seq")
+
+    def __init__(self) -> None:
+        self.order_count = 0
+        self.exec_count = 0
+        self.trade_count = 0
+        self.seq = 0
+
+
 class MatchingEngine:
     """Price-time priority matching for a set of instruments.
 
@@ -140,8 +154,9 @@ class MatchingEngine:
         them, False runs pure Python. Both give the same events.
         """
         self._books: dict[str, OrderBook] = {}
-        # Every order received, finished ones included, by OrderID (37).
-        self._orders: dict[str, Order] = {}
+        # Every order received, finished ones included: the order numbered n, whose
+        # OrderID (37) is the prefix and n, is at index n - 1.
+        self._orders: list[Order] = []
         # session_id -> ClOrdID -> the latest order of the session that used that ClOrdID.
         # Nested dicts, because a (session_id, ClOrdID) tuple key costs an allocation that
         # the garbage collector then tracks, on every order.
@@ -151,11 +166,10 @@ class MatchingEngine:
         self._order_prefix = f"{id_prefix}O"
         self._exec_prefix = f"{id_prefix}E"
         self._trade_prefix = f"{id_prefix}T"
-        self._order_count = 0
-        self._exec_count = 0
-        self._trade_count = 0
-        # Time priority: incremented each time an order joins the back of a level.
-        self._seq = 0
+        self.compiled = _use_compiled(compiled)
+        # The compiled fast paths keep the counters as C integers in the same object,
+        # so handing a command between C and Python copies nothing.
+        self._counters: Counters = _cengine.Counters() if self.compiled else Counters()
 
         # Venue time from AdvanceTime, and the last trading day EndOfDay closed.
         self._now_us = 0
@@ -176,7 +190,6 @@ class MatchingEngine:
         }
         for instrument in instruments:
             self.add_instrument(instrument)
-        self.compiled = _use_compiled(compiled)
         if self.compiled:
             # An instance attribute, so engine.process(command) calls the compiled code,
             # which hands every case it does not take to MatchingEngine.process.
@@ -262,7 +275,8 @@ class MatchingEngine:
 
         # The common case, a plain limit order in continuous trading, passed every check.
         # Opening it, building its NEW report and resting it inline saves several calls.
-        self._order_count = num = self._order_count + 1
+        counters = self._counters
+        counters.order_count = num = counters.order_count + 1
         order_id = f"{self._order_prefix}{num}"
         symbol, side, tif = command.symbol, command.side, command.time_in_force
         price, qty = command.price, command.order_qty
@@ -270,14 +284,14 @@ class MatchingEngine:
             order_id, num, session_id, cl_ord_id, symbol, side, _LIMIT, tif, price, qty,
             command.account,
         )
-        self._orders[order_id] = order
+        self._orders.append(order)
         cl_ord_ids[cl_ord_id] = order
         firm = self._firms.get(session_id)
         if firm is not None:
             order.firm = firm
             if firm.self_match_prevention is not _SMP_NONE:
                 order.self_match = firm.self_match_prevention
-        self._exec_count = exec_count = self._exec_count + 1
+        counters.exec_count = exec_count = counters.exec_count + 1
         events: list[Event] = [_new_tuple(ExecutionEvent, (
             f"{self._exec_prefix}{exec_count}", _EXEC_NEW, _NEW, order_id, session_id,
             cl_ord_id, None, symbol, side, _LIMIT, tif, price, qty, 0, qty, 0, 0, 0, None,
@@ -442,7 +456,8 @@ class MatchingEngine:
         firm = order.firm
         # The counters stay in locals during the loop and are stored back before any
         # call that numbers events itself, and at the end.
-        exec_count, trade_count = self._exec_count, self._trade_count
+        counters = self._counters
+        exec_count, trade_count = counters.exec_count, counters.trade_count
         price = take = traded_px = 0
         while keys:
             key = keys[-1]
@@ -456,7 +471,7 @@ class MatchingEngine:
                 if self_match is not None and resting.firm is firm:
                     order.leaves_qty = leaves
                     order.cum_qty, order.cum_notional = cum_qty, cum_notional
-                    self._exec_count, self._trade_count = exec_count, trade_count
+                    counters.exec_count, counters.trade_count = exec_count, trade_count
                     if self._prevent_self_match(self_match, resting, level, events):
                         if not orders:
                             opposite.drop_level(key)
@@ -464,7 +479,7 @@ class MatchingEngine:
                             book.last_px = traded_px
                             book.last_qty = take
                         return True
-                    exec_count = self._exec_count
+                    exec_count = counters.exec_count
                     continue
                 take = resting.visible_qty
                 if take > leaves:
@@ -520,7 +535,7 @@ class MatchingEngine:
             if not leaves:
                 break
 
-        self._exec_count, self._trade_count = exec_count, trade_count
+        counters.exec_count, counters.trade_count = exec_count, trade_count
         order.leaves_qty = leaves
         order.cum_qty, order.cum_notional = cum_qty, cum_notional
         if leaves == 0:
@@ -551,15 +566,15 @@ class MatchingEngine:
         order.show_next_slice()
         level.total_qty += order.visible_qty
         level.orders.move_to_end(order)
-        self._seq += 1
-        order.seq = self._seq
+        counters = self._counters
+        counters.seq = order.seq = counters.seq + 1
 
     # Stop orders.
 
     def _park_stop(self, order: Order, book: OrderBook) -> None:
         """Hold a stop order outside the book until its StopPx (99) is reached."""
-        self._seq += 1
-        order.seq = self._seq
+        counters = self._counters
+        counters.seq = order.seq = counters.seq + 1
         book.stops[order.num] = order
 
     def _run_stops(self, book: OrderBook, events: list[Event]) -> None:
@@ -824,14 +839,15 @@ class MatchingEngine:
         if result is None:
             return
         remaining = result.volume
+        counters = self._counters
         while remaining:
             bid_level, ask_level = book.bids.best(), book.asks.best()
             buy = next(iter(bid_level.orders))  # type: ignore[union-attr]
             sell = next(iter(ask_level.orders))  # type: ignore[union-attr]
             qty = min(buy.leaves_qty, sell.leaves_qty, remaining)
             remaining -= qty
-            self._trade_count += 1
-            trade_id = f"{self._trade_prefix}{self._trade_count}"
+            counters.trade_count = trade_count = counters.trade_count + 1
+            trade_id = f"{self._trade_prefix}{trade_count}"
             for order in (buy, sell):
                 self._auction_fill(order, qty, result.price, book)
                 events.append(self._fill(order, qty, result.price, trade_id))
@@ -875,14 +891,27 @@ class MatchingEngine:
         """Return the session's order by OrderID (37) if given, else by ClOrdID (11)."""
         if order_id is None:
             return self._cl_ord_id_holder(session_id, cl_ord_id)
-        order = self._orders.get(order_id)
+        order = self._order_by_id(order_id)
         if order is None or order.session_id != session_id:
             return None
         return order
 
+    def _order_by_id(self, order_id: str) -> Order | None:
+        """Return the order this engine numbered ``order_id`` (37), or None."""
+        prefix = self._order_prefix
+        digits = order_id[len(prefix):]
+        if not (order_id.startswith(prefix) and digits.isascii() and digits.isdigit()):
+            return None
+        index = int(digits) - 1
+        if not 0 <= index < len(self._orders):
+            return None
+        order = self._orders[index]
+        # "O007" names no order: OrderIDs carry no leading zeros.
+        return order if order.order_id == order_id else None
+
     def _open_order(self, command: NewOrder) -> Order:
-        self._order_count += 1
-        num = self._order_count
+        counters = self._counters
+        counters.order_count = num = counters.order_count + 1
         order = Order(
             f"{self._order_prefix}{num}",
             num,
@@ -910,7 +939,7 @@ class MatchingEngine:
             self._set_expiry(order, command.expire_time_us, command.expire_date)
         if self._firms:
             self._assign_firm(order)
-        self._orders[order.order_id] = order
+        self._orders.append(order)
         return order
 
     def _assign_firm(self, order: Order) -> None:
@@ -943,8 +972,8 @@ class MatchingEngine:
 
         This inlines BookSide.add, because nearly every order rests.
         """
-        self._seq += 1
-        order.seq = self._seq
+        counters = self._counters
+        counters.seq = order.seq = counters.seq + 1
         # A partly filled aggressor shows what is left, or its next iceberg slice.
         display_qty = order.display_qty
         leaves_qty = order.leaves_qty
@@ -1002,9 +1031,10 @@ class MatchingEngine:
         ord_rej_reason: OrdRejReason | None = None,
     ) -> ExecutionEvent:
         """Build an ExecutionEvent with the order's current state."""
-        self._exec_count += 1
+        counters = self._counters
+        counters.exec_count = exec_count = counters.exec_count + 1
         return _new_tuple(ExecutionEvent, (
-            f"{self._exec_prefix}{self._exec_count}", exec_type, order.ord_status,
+            f"{self._exec_prefix}{exec_count}", exec_type, order.ord_status,
             order.order_id, order.session_id, order.cl_ord_id, orig_cl_ord_id, order.symbol,
             order.side, order.ord_type, order.time_in_force, order.price, order.order_qty,
             order.cum_qty, order.leaves_qty, order.cum_notional, 0, 0, None, ord_rej_reason,
@@ -1014,9 +1044,10 @@ class MatchingEngine:
 
     def _fill(self, order: Order, qty: int, price: int, trade_id: str) -> ExecutionEvent:
         """Build the ExecType (150) TRADE event for one side of an auction match."""
-        self._exec_count += 1
+        counters = self._counters
+        counters.exec_count = exec_count = counters.exec_count + 1
         return _new_tuple(ExecutionEvent, (
-            f"{self._exec_prefix}{self._exec_count}", _EXEC_TRADE, order.ord_status,
+            f"{self._exec_prefix}{exec_count}", _EXEC_TRADE, order.ord_status,
             order.order_id, order.session_id, order.cl_ord_id, None, order.symbol,
             order.side, order.ord_type, order.time_in_force, order.price, order.order_qty,
             order.cum_qty, order.leaves_qty, order.cum_notional, qty, price, trade_id, None,
@@ -1076,9 +1107,10 @@ class MatchingEngine:
         The request carries no OrdType (40) or TimeInForce (59), so the event reports
         LIMIT and DAY with zero quantities.
         """
-        self._exec_count += 1
+        counters = self._counters
+        counters.exec_count = exec_count = counters.exec_count + 1
         return ExecutionEvent(
-            f"{self._exec_prefix}{self._exec_count}",
+            f"{self._exec_prefix}{exec_count}",
             ExecType.ORDER_STATUS,
             OrdStatus.REJECTED,
             UNKNOWN_ORDER_ID,
@@ -1122,7 +1154,7 @@ class MatchingEngine:
         self._check_counters()
 
     def _check_indexed(self, order: Order) -> None:
-        if self._orders.get(order.order_id) is not order:
+        if self._order_by_id(order.order_id) is not order:
             raise EngineInvariantError(
                 f"resting order {order.order_id} is not indexed by its OrderID (37)"
             )
@@ -1132,10 +1164,10 @@ class MatchingEngine:
                 f"ClOrdID (11) {order.cl_ord_id!r} of resting order {order.order_id} "
                 f"points at {holder!r}"
             )
-        if order.seq > self._seq:
+        if order.seq > self._counters.seq:
             raise EngineInvariantError(
                 f"resting order {order.order_id} has seq {order.seq} above the counter "
-                f"{self._seq}"
+                f"{self._counters.seq}"
             )
         if order.expire_time_us is not None and order.expire_time_us <= self._now_us:
             raise EngineInvariantError(
@@ -1144,10 +1176,10 @@ class MatchingEngine:
             )
 
     def _check_counters(self) -> None:
-        if len(self._orders) != self._order_count:
+        if len(self._orders) != self._counters.order_count:
             raise EngineInvariantError(
                 f"{len(self._orders)} orders are indexed by OrderID (37) but "
-                f"{self._order_count} OrderIDs were assigned"
+                f"{self._counters.order_count} OrderIDs were assigned"
             )
 
 
@@ -1250,7 +1282,7 @@ def _load_compiled() -> tuple[Any, str]:
     from engine.book import BookSide
 
     module.configure({
-        "Order": Order, "PriceLevel": PriceLevel, "BookSide": BookSide,
+        "Order": Order, "PriceLevel": PriceLevel, "BookSide": BookSide, "OrderBook": OrderBook,
         "Instrument": Instrument, "Firm": Firm,
         "ExecutionEvent": ExecutionEvent, "Trade": Trade,
         "NewOrder": NewOrder, "CancelOrder": CancelOrder, "ReplaceOrder": ReplaceOrder,

@@ -38,6 +38,7 @@ from engine import (
     TradingPhase,
 )
 from engine.book import Order
+from engine.engine import Counters
 
 pytestmark = pytest.mark.skipif(
     engine_module._cengine is None,
@@ -105,7 +106,8 @@ class Generator:
         elif kind < 0.10:
             ord_type, extra["stop_px"] = OrdType.STOP_LIMIT, price
         elif kind < 0.11 and symbol == "BBB":
-            qty = 2**40 + rng.randint(0, 9)  # beyond the compiled code's range
+            # Beyond the compiled code's range, held in two, three and four 30-bit digits.
+            qty = rng.choice((2**40, 2**61, 2**63, 2**95)) + rng.randint(0, 9)
         elif kind < 0.12:
             extra["time_in_force"] = TimeInForce.GTC
         elif kind < 0.125:
@@ -150,11 +152,11 @@ def assert_same_state(pure: MatchingEngine, compiled: MatchingEngine) -> None:
         pure_book, compiled_book = pure.book(symbol), compiled.book(symbol)
         assert [o.order_id for o in pure_book.orders()] == [o.order_id for o in compiled_book.orders()]
         assert (pure_book.last_px, pure_book.last_qty) == (compiled_book.last_px, compiled_book.last_qty)
-    for name in ("_order_count", "_exec_count", "_trade_count", "_seq"):
-        assert getattr(pure, name) == getattr(compiled, name), name
-    assert pure._orders.keys() == compiled._orders.keys()
-    for order_id, order in pure._orders.items():
-        assert order_state(order) == order_state(compiled._orders[order_id]), order_id
+    for name in Counters.__slots__:
+        assert getattr(pure._counters, name) == getattr(compiled._counters, name), name
+    assert [o.order_id for o in pure._orders] == [o.order_id for o in compiled._orders]
+    for order, twin in zip(pure._orders, compiled._orders):
+        assert order_state(order) == order_state(twin), order.order_id
     compiled.check()
 
 

@@ -500,6 +500,16 @@ def test_cancel_by_order_id(engine: MatchingEngine) -> None:
     assert event.exec_type is ExecType.CANCELED  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("order_id", ["O01", "O0", "O2", "o1", "X1", "O", "O1 ", "O\u0661", "O-1", ""])
+def test_cancel_by_order_id_that_names_no_order(engine: MatchingEngine, order_id: str) -> None:
+    run(engine, new("c1", BUY, 10, 100))
+    event = only(run(engine, cancel("c2", "c1", BUY, order_id=order_id)))
+
+    assert isinstance(event, CancelReject)
+    assert event.reason is CxlRejReason.UNKNOWN_ORDER
+    assert f"OrderID (37) {order_id!r}" in event.text
+
+
 def test_cancel_keeps_queue_order(engine: MatchingEngine) -> None:
     run(engine, new("c1", SELL, 5, 100))
     run(engine, new("c2", SELL, 5, 100))
@@ -845,7 +855,7 @@ def test_cancel_reject_uses_no_ids(engine: MatchingEngine) -> None:
 
 def test_check_order_id_index(engine: MatchingEngine) -> None:
     run(engine, new("c1", BUY, 10, 100))
-    del engine._orders["O1"]
+    engine._orders.clear()
 
     with pytest.raises(EngineInvariantError, match=r"resting order O1 is not indexed by its OrderID \(37\)"):
         engine.check()
