@@ -8,7 +8,13 @@ session. Run from the repository root::
     python bench/profile_engine.py limit --runs 3 --gc both
     python bench/profile_engine.py mix --module /tmp/variant.so
 
-For a profile, attach ``perf record -p PID`` to a run with a large ``--runs``.
+For a profile of the timed loops alone, let ``perf`` start paused and have this script
+switch it on and off around each timed run through a FIFO::
+
+    mkfifo /tmp/perf-ctl
+    perf record -D -1 --control=fifo:/tmp/perf-ctl -o /tmp/perf.data -- \
+        python bench/profile_engine.py limit --runs 8 --perf-control /tmp/perf-ctl
+    perf report -i /tmp/perf.data --no-children --sort symbol
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,7 +45,7 @@ def load_module(path: str) -> None:
     sys.modules["engine._cengine"] = module
 
 
-def best_seconds(workload: object, runs: int, collector: bool) -> float:
+def best_seconds(workload: object, runs: int, collector: bool, perf: TextIO | None) -> float:
     import bench_engine
 
     best = float("inf")
@@ -47,11 +54,20 @@ def best_seconds(workload: object, runs: int, collector: bool) -> float:
         bench_engine._freeze_prepared()
         if not collector:
             gc.disable()
+        _tell(perf, "enable")
         best = min(best, bench_engine.run_calls(calls))
+        _tell(perf, "disable")
         gc.enable()
         gc.unfreeze()
         del calls
     return best
+
+
+def _tell(perf: TextIO | None, command: str) -> None:
+    """Send ``command`` to perf's control FIFO, if there is one."""
+    if perf is not None:
+        perf.write(f"{command}\n")
+        perf.flush()
 
 
 def main() -> None:
@@ -61,7 +77,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs, the best reported")
     parser.add_argument("--gc", choices=("on", "off", "both"), default="on", help="the garbage collector")
     parser.add_argument("--module", help="another build of engine._cengine to time")
+    parser.add_argument(
+        "--perf-control", metavar="FIFO",
+        help="perf's control FIFO (perf record --control=fifo:FIFO -D -1): profile only the timed runs",
+    )
     args = parser.parse_args()
+    perf = None
+    if args.perf_control:
+        if not Path(args.perf_control).is_fifo():
+            raise SystemExit(
+                f"--perf-control {args.perf_control!r} is not a FIFO; create it with mkfifo and "
+                "give the same path to perf record --control=fifo:PATH"
+            )
+        perf = open(args.perf_control, "w")  # noqa: SIM115 - open for the whole run
     if args.module:
         load_module(args.module)
     import bench_engine
@@ -72,7 +100,7 @@ def main() -> None:
     workload = bench_engine.generate(args.workload, args.ops, spread, cancels, replaces)
     print(f"workload {args.workload}, {args.ops:,} operations, engine: {compiled_status()}")
     for collector in {"on": (True,), "off": (False,), "both": (True, False)}[args.gc]:
-        seconds = best_seconds(workload, args.runs, collector)
+        seconds = best_seconds(workload, args.runs, collector, perf)
         print(
             f"collector {'on ' if collector else 'off'}  {args.ops / seconds:>11,.0f} ops/s"
             f"  {seconds / args.ops * 1e6:.3f} µs per operation (best of {args.runs})"

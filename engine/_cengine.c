@@ -500,7 +500,7 @@ done:
 /* ------------------------------------------------------------------ counters */
 
 /* The C twin of engine.engine.Counters. The fast paths read and write its fields as C
- * integers, and Python code sees the same fields as attributes, so nothing is copied
+ * integers, and Python code reads and writes the same fields as attributes, so nothing is copied
  * when a command passes from one to the other. */
 typedef struct {
     PyObject_HEAD
@@ -792,8 +792,8 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
     long long cum_notional = as_ll(SLOT(order, order_off[O_CUM_NOTIONAL]), &ok);
     long long take = 0;
     PyObject *traded_px_ref = NULL;
-    /* The aggressor's quantities after the last fill and that fill's quantity, as the
-     * events hold them; the order and the book take the same objects at the end. */
+    /* The aggressor's quantities after the last fill, and that fill's quantity. The
+     * order and the book take these objects at the end. */
     PyObject *last_cum = NULL, *last_leaves = NULL, *last_notional = NULL, *last_take = NULL;
     int delegate = !ok;
     int result = 0;
