@@ -497,6 +497,409 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ the ClOrdID index */
+
+/* A session's ClOrdID (11) index: ClOrdID -> the latest order that used it, as a dict
+ * would hold it. The table keeps each key's hash beside it and probes linearly, so a
+ * lookup reads few cache lines. CPython 3.11's dict keyed by strings also reads an index
+ * array and, on each collision, the colliding key's hash from the key object; in a big
+ * index all of these are cold. Keys are compared as a dict compares them: identity,
+ * then hash, then ==. */
+typedef struct {
+    Py_hash_t hash;
+    PyObject *key;    /* NULL: never used; DELETED_KEY: removed */
+    PyObject *value;
+} IndexEntry;
+
+typedef struct {
+    PyObject_HEAD
+    IndexEntry *table;
+    Py_ssize_t capacity;  /* a power of two */
+    Py_ssize_t used;      /* live entries */
+    Py_ssize_t filled;    /* live and removed entries */
+    size_t version;       /* changes when the table is rebuilt or an entry removed */
+} IndexObject;
+
+static PyTypeObject Index_type;
+static char deleted_key_marker;
+#define DELETED_KEY ((PyObject *)&deleted_key_marker)
+#define INDEX_MIN_CAPACITY 8
+
+static inline int
+str_equal(PyObject *a, PyObject *b)
+{
+    Py_ssize_t len = PyUnicode_GET_LENGTH(a);
+    return len == PyUnicode_GET_LENGTH(b) && PyUnicode_KIND(a) == PyUnicode_KIND(b)
+        && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), len * PyUnicode_KIND(a)) == 0;
+}
+
+/* The slot holding ``key``, or -1 with *free_slot set to where it would go; -2 on error. */
+static Py_ssize_t
+index_probe(IndexObject *ix, PyObject *key, Py_hash_t hash, Py_ssize_t *free_slot)
+{
+restart:;
+    IndexEntry *table = ix->table;
+    if (table == NULL) {
+        if (free_slot != NULL) {
+            *free_slot = -1;
+        }
+        return -1;
+    }
+    size_t version = ix->version;
+    size_t mask = (size_t)ix->capacity - 1;
+    size_t i = (size_t)hash & mask;
+    Py_ssize_t first_removed = -1;
+    for (;;) {
+        IndexEntry *e = &table[i];
+        if (e->key == NULL) {
+            if (free_slot != NULL) {
+                *free_slot = first_removed >= 0 ? first_removed : (Py_ssize_t)i;
+            }
+            return -1;
+        }
+        if (e->key == DELETED_KEY) {
+            if (first_removed < 0) {
+                first_removed = (Py_ssize_t)i;
+            }
+        }
+        else if (e->key == key) {
+            return (Py_ssize_t)i;
+        }
+        else if (e->hash == hash) {
+            if (PyUnicode_CheckExact(key) && PyUnicode_CheckExact(e->key)) {
+                if (str_equal(key, e->key)) {
+                    return (Py_ssize_t)i;
+                }
+            }
+            else {
+                /* __eq__ of another type may change the index: start again if it did. */
+                PyObject *other = Py_NewRef(e->key);
+                int equal = PyObject_RichCompareBool(other, key, Py_EQ);
+                Py_DECREF(other);
+                if (equal < 0) {
+                    return -2;
+                }
+                if (ix->table != table || ix->version != version) {
+                    goto restart;
+                }
+                if (equal) {
+                    return (Py_ssize_t)i;
+                }
+            }
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static int
+index_resize(IndexObject *ix, Py_ssize_t capacity)
+{
+    IndexEntry *table = PyMem_Calloc((size_t)capacity, sizeof(IndexEntry));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t mask = (size_t)capacity - 1;
+    for (Py_ssize_t j = 0; j < ix->capacity; j++) {
+        IndexEntry *e = &ix->table[j];
+        if (e->key != NULL && e->key != DELETED_KEY) {
+            size_t i = (size_t)e->hash & mask;
+            while (table[i].key != NULL) {
+                i = (i + 1) & mask;
+            }
+            table[i] = *e;
+        }
+    }
+    PyMem_Free(ix->table);
+    ix->table = table;
+    ix->capacity = capacity;
+    ix->filled = ix->used;
+    ix->version++;
+    return 0;
+}
+
+/* The value of ``key`` (borrowed), or NULL, with an error set only on failure. */
+static PyObject *
+index_get(IndexObject *ix, PyObject *key)
+{
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) {
+        return NULL;
+    }
+    Py_ssize_t slot = index_probe(ix, key, hash, NULL);
+    return slot >= 0 ? ix->table[slot].value : NULL;
+}
+
+/* Map ``key`` to ``value``. With ``keep`` set, an existing value stays. Returns the value
+ * now held (borrowed), or NULL on error. */
+static PyObject *
+index_put(IndexObject *ix, PyObject *key, PyObject *value, int keep)
+{
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) {
+        return NULL;
+    }
+    Py_ssize_t free_slot;
+    Py_ssize_t slot = index_probe(ix, key, hash, &free_slot);
+    if (slot == -2) {
+        return NULL;
+    }
+    if (slot >= 0) {
+        IndexEntry *e = &ix->table[slot];
+        if (!keep) {
+            Py_SETREF(e->value, Py_NewRef(value));
+        }
+        return e->value;
+    }
+    /* At most half the slots in use or removed, so probe runs stay short. */
+    if (2 * (ix->filled + 1) > ix->capacity) {
+        Py_ssize_t capacity = INDEX_MIN_CAPACITY;
+        while (capacity < 4 * (ix->used + 1)) {
+            capacity *= 2;
+        }
+        if (index_resize(ix, capacity) < 0) {
+            return NULL;
+        }
+        slot = index_probe(ix, key, hash, &free_slot);
+        if (slot == -2) {
+            return NULL;
+        }
+        if (slot >= 0) {  /* only if a key's __eq__ inserted it meanwhile */
+            Py_SETREF(ix->table[slot].value, Py_NewRef(value));
+            return value;
+        }
+    }
+    IndexEntry *e = &ix->table[free_slot];
+    if (e->key == NULL) {
+        ix->filled++;
+    }
+    e->hash = hash;
+    e->key = Py_NewRef(key);
+    e->value = Py_NewRef(value);
+    ix->used++;
+    return value;
+}
+
+static int
+index_remove(IndexObject *ix, PyObject *key)
+{
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) {
+        return -1;
+    }
+    Py_ssize_t slot = index_probe(ix, key, hash, NULL);
+    if (slot == -2) {
+        return -1;
+    }
+    if (slot == -1) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return -1;
+    }
+    IndexEntry *e = &ix->table[slot];
+    PyObject *old_key = e->key, *old_value = e->value;
+    e->key = DELETED_KEY;
+    e->value = NULL;
+    ix->used--;
+    ix->version++;
+    Py_DECREF(old_key);
+    Py_DECREF(old_value);
+    return 0;
+}
+
+static PyObject *
+Index_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "ClOrdIdIndex() takes no arguments");
+        return NULL;
+    }
+    /* The table is allocated by the first insert. */
+    return type->tp_alloc(type, 0);
+}
+
+static int
+Index_traverse(IndexObject *ix, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < ix->capacity; i++) {
+        IndexEntry *e = &ix->table[i];
+        if (e->key != NULL && e->key != DELETED_KEY) {
+            Py_VISIT(e->key);
+            Py_VISIT(e->value);
+        }
+    }
+    return 0;
+}
+
+static int
+Index_clear(IndexObject *ix)
+{
+    IndexEntry *table = ix->table;
+    Py_ssize_t capacity = ix->capacity;
+    ix->table = NULL;
+    ix->capacity = 0;
+    ix->used = ix->filled = 0;
+    ix->version++;
+    for (Py_ssize_t i = 0; table != NULL && i < capacity; i++) {
+        if (table[i].key != NULL && table[i].key != DELETED_KEY) {
+            Py_DECREF(table[i].key);
+            Py_DECREF(table[i].value);
+        }
+    }
+    PyMem_Free(table);
+    return 0;
+}
+
+static void
+Index_dealloc(IndexObject *ix)
+{
+    PyObject_GC_UnTrack(ix);
+    Index_clear(ix);
+    Py_TYPE(ix)->tp_free((PyObject *)ix);
+}
+
+static Py_ssize_t
+Index_length(IndexObject *ix)
+{
+    return ix->used;
+}
+
+static PyObject *
+Index_subscript(IndexObject *ix, PyObject *key)
+{
+    PyObject *value = index_get(ix, key);
+    if (value == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetObject(PyExc_KeyError, key);
+        }
+        return NULL;
+    }
+    return Py_NewRef(value);
+}
+
+static int
+Index_ass_subscript(IndexObject *ix, PyObject *key, PyObject *value)
+{
+    if (value == NULL) {
+        return index_remove(ix, key);
+    }
+    return index_put(ix, key, value, 0) == NULL ? -1 : 0;
+}
+
+static int
+Index_contains(IndexObject *ix, PyObject *key)
+{
+    PyObject *value = index_get(ix, key);
+    return value != NULL ? 1 : (PyErr_Occurred() ? -1 : 0);
+}
+
+static PyObject *
+Index_get(IndexObject *ix, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *value = index_get(ix, args[0]);
+    if (value == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    return Py_NewRef(value != NULL ? value : (nargs == 2 ? args[1] : Py_None));
+}
+
+/* A list of the live entries: keys, values or (key, value) pairs. */
+static PyObject *
+index_list(IndexObject *ix, int what)
+{
+    PyObject *list = PyList_New(0);
+    for (Py_ssize_t i = 0; list != NULL && i < ix->capacity; i++) {
+        IndexEntry *e = &ix->table[i];
+        if (e->key == NULL || e->key == DELETED_KEY) {
+            continue;
+        }
+        PyObject *item = what == 0 ? Py_NewRef(e->key)
+            : what == 1 ? Py_NewRef(e->value) : PyTuple_Pack(2, e->key, e->value);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(list);
+        }
+        Py_XDECREF(item);
+    }
+    return list;
+}
+
+static PyObject *
+Index_keys(IndexObject *ix, PyObject *unused)
+{
+    return index_list(ix, 0);
+}
+
+static PyObject *
+Index_values(IndexObject *ix, PyObject *unused)
+{
+    return index_list(ix, 1);
+}
+
+static PyObject *
+Index_items(IndexObject *ix, PyObject *unused)
+{
+    return index_list(ix, 2);
+}
+
+static PyObject *
+Index_iter(IndexObject *ix)
+{
+    PyObject *keys = index_list(ix, 0);
+    if (keys == NULL) {
+        return NULL;
+    }
+    PyObject *it = PyObject_GetIter(keys);
+    Py_DECREF(keys);
+    return it;
+}
+
+static PyObject *
+Index_repr(IndexObject *ix)
+{
+    return PyUnicode_FromFormat("ClOrdIdIndex(%zd ClOrdIDs)", ix->used);
+}
+
+static PyMappingMethods Index_as_mapping = {
+    .mp_length = (lenfunc)Index_length,
+    .mp_subscript = (binaryfunc)Index_subscript,
+    .mp_ass_subscript = (objobjargproc)Index_ass_subscript,
+};
+
+static PySequenceMethods Index_as_sequence = {
+    .sq_contains = (objobjproc)Index_contains,
+};
+
+static PyMethodDef Index_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))Index_get, METH_FASTCALL,
+     "get(clordid, default=None): the order that used the ClOrdID last, or default."},
+    {"keys", (PyCFunction)Index_keys, METH_NOARGS, "A list of the ClOrdIDs, in no order."},
+    {"values", (PyCFunction)Index_values, METH_NOARGS, "A list of the orders, in no order."},
+    {"items", (PyCFunction)Index_items, METH_NOARGS, "A list of (ClOrdID, order) pairs, in no order."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject Index_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "engine._cengine.ClOrdIdIndex",
+    .tp_basicsize = sizeof(IndexObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "ClOrdIdIndex(): a session's ClOrdID (11) -> order index, used as a dict.",
+    .tp_new = Index_new,
+    .tp_dealloc = (destructor)Index_dealloc,
+    .tp_traverse = (traverseproc)Index_traverse,
+    .tp_clear = (inquiry)Index_clear,
+    .tp_as_mapping = &Index_as_mapping,
+    .tp_as_sequence = &Index_as_sequence,
+    .tp_iter = (getiterfunc)Index_iter,
+    .tp_repr = (reprfunc)Index_repr,
+    .tp_methods = Index_methods,
+    .tp_hash = PyObject_HashNotImplemented,
+};
+
 /* ------------------------------------------------------------------ counters */
 
 /* The C twin of engine.engine.Counters. The fast paths read and write its fields as C
@@ -1123,7 +1526,7 @@ new_order(Accel *a, PyObject *cmd)
         return NOT_TAKEN;
     }
     PyObject *cl_ord_ids = PyDict_GetItemWithError(a->by_cl_ord_id, session_id);
-    if (cl_ord_ids == NULL) {
+    if (cl_ord_ids == NULL || Py_TYPE(cl_ord_ids) != &Index_type) {
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
     }
     PyObject *book, *instrument;
@@ -1189,7 +1592,7 @@ new_order(Accel *a, PyObject *cmd)
     }
     /* A ClOrdID (11) the session used before takes the full checks in Python; one
      * lookup both finds that out and indexes the new order. */
-    PyObject *holder = PyDict_SetDefault(cl_ord_ids, cl_ord_id, order);
+    PyObject *holder = index_put((IndexObject *)cl_ord_ids, cl_ord_id, order, 1);
     if (holder == NULL) {
         goto error;
     }
@@ -1274,11 +1677,12 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
 {
     PyObject *order;
     PyObject *cl_ord_ids = PyDict_GetItemWithError(a->by_cl_ord_id, session_id);
-    if (cl_ord_ids == NULL) {
+    if (cl_ord_ids == NULL || Py_TYPE(cl_ord_ids) != &Index_type) {
         return NULL;
     }
+    IndexObject *index = (IndexObject *)cl_ord_ids;
     if (order_id == Py_None) {
-        order = PyDict_GetItemWithError(cl_ord_ids, orig_cl_ord_id);
+        order = index_get(index, orig_cl_ord_id);
     }
     else {
         order = order_by_id(a, order_id);
@@ -1302,7 +1706,7 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
     if (same_symbol <= 0) {
         return NULL;
     }
-    PyObject *holder = PyDict_GetItemWithError(cl_ord_ids, cl_ord_id);
+    PyObject *holder = index_get(index, cl_ord_id);
     if (holder != NULL) {
         PyObject *holder_status = SLOT(holder, order_off[O_ORD_STATUS]);
         if (holder_status == ST_NEW || holder_status == ST_PARTIALLY_FILLED) {
@@ -1383,14 +1787,17 @@ take_cl_ord_id(Accel *a, PyObject *order, PyObject *cl_ord_id)
         if (PyErr_Occurred()) {
             return -1;
         }
-        cl_ord_ids = PyDict_New();
+        cl_ord_ids = PyObject_CallNoArgs((PyObject *)&Index_type);
         if (cl_ord_ids == NULL || PyDict_SetItem(a->by_cl_ord_id, session_id, cl_ord_ids) < 0) {
             Py_XDECREF(cl_ord_ids);
             return -1;
         }
         Py_DECREF(cl_ord_ids);
     }
-    return PyDict_SetItem(cl_ord_ids, cl_ord_id, order);
+    if (Py_TYPE(cl_ord_ids) != &Index_type) {
+        return PyObject_SetItem(cl_ord_ids, cl_ord_id, order);
+    }
+    return index_put((IndexObject *)cl_ord_ids, cl_ord_id, order, 0) == NULL ? -1 : 0;
 }
 
 static PyObject *
@@ -1713,7 +2120,8 @@ PyInit__cengine(void)
     if ((s_zero = PyLong_FromLong(0)) == NULL) {
         return NULL;
     }
-    if (PyType_Ready(&Accel_type) < 0 || PyType_Ready(&Counters_type) < 0) {
+    if (PyType_Ready(&Accel_type) < 0 || PyType_Ready(&Counters_type) < 0
+        || PyType_Ready(&Index_type) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
@@ -1721,7 +2129,8 @@ PyInit__cengine(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "Accelerator", (PyObject *)&Accel_type) < 0
-        || PyModule_AddObjectRef(m, "Counters", (PyObject *)&Counters_type) < 0) {
+        || PyModule_AddObjectRef(m, "Counters", (PyObject *)&Counters_type) < 0
+        || PyModule_AddObjectRef(m, "ClOrdIdIndex", (PyObject *)&Index_type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

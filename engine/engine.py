@@ -40,7 +40,7 @@ import importlib
 import logging
 import os
 from bisect import insort
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from engine.auction import uncross_price
@@ -158,9 +158,10 @@ class MatchingEngine:
         # OrderID (37) is the prefix and n, is at index n - 1.
         self._orders: list[Order] = []
         # session_id -> ClOrdID -> the latest order of the session that used that ClOrdID.
-        # Nested dicts, because a (session_id, ClOrdID) tuple key costs an allocation that
-        # the garbage collector then tracks, on every order.
-        self._by_cl_ord_id: dict[str, dict[str, Order]] = {}
+        # Nested, because a (session_id, ClOrdID) tuple key costs an allocation that the
+        # garbage collector then tracks, on every order. The inner index is a dict, or
+        # the compiled ClOrdIdIndex with the same interface (see _index_cl_ord_id).
+        self._by_cl_ord_id: dict[str, MutableMapping[str, Order]] = {}
         self._firms = firm_by_session(firms)
 
         self._order_prefix = f"{id_prefix}O"
@@ -959,7 +960,10 @@ class MatchingEngine:
     def _index_cl_ord_id(self, order: Order) -> None:
         cl_ord_ids = self._by_cl_ord_id.get(order.session_id)
         if cl_ord_ids is None:
-            cl_ord_ids = self._by_cl_ord_id[order.session_id] = {}
+            # A session's index grows by one entry per order all day; the compiled
+            # index is cheaper to probe when it no longer fits in the CPU's caches.
+            cl_ord_ids = _cengine.ClOrdIdIndex() if self.compiled else {}
+            self._by_cl_ord_id[order.session_id] = cl_ord_ids
         cl_ord_ids[order.cl_ord_id] = order
 
     def _cl_ord_id_holder(self, session_id: str, cl_ord_id: str) -> Order | None:
