@@ -517,7 +517,7 @@ typedef struct {
     Py_ssize_t capacity;  /* a power of two */
     Py_ssize_t used;      /* live entries */
     Py_ssize_t filled;    /* live and removed entries */
-    size_t version;       /* changes when the table is rebuilt or an entry removed */
+    size_t version;       /* changes whenever an entry is added or removed */
 } IndexObject;
 
 static PyTypeObject Index_type;
@@ -665,8 +665,10 @@ index_put(IndexObject *ix, PyObject *key, PyObject *value, int keep)
             return NULL;
         }
         if (slot >= 0) {  /* only if a key's __eq__ inserted it meanwhile */
-            Py_SETREF(ix->table[slot].value, Py_NewRef(value));
-            return value;
+            if (!keep) {
+                Py_SETREF(ix->table[slot].value, Py_NewRef(value));
+            }
+            return ix->table[slot].value;
         }
     }
     IndexEntry *e = &ix->table[free_slot];
@@ -677,6 +679,7 @@ index_put(IndexObject *ix, PyObject *key, PyObject *value, int keep)
     e->key = Py_NewRef(key);
     e->value = Py_NewRef(value);
     ix->used++;
+    ix->version++;
     return value;
 }
 
@@ -819,7 +822,6 @@ index_list(IndexObject *ix, int what)
         PyObject *item = what == 0 ? Py_NewRef(e->key)
             : what == 1 ? Py_NewRef(e->value) : PyTuple_Pack(2, e->key, e->value);
         if (item == NULL || PyList_Append(list, item) < 0) {
-            Py_XDECREF(item);
             Py_CLEAR(list);
         }
         Py_XDECREF(item);
@@ -984,11 +986,9 @@ call_engine(Accel *a, Counters *c, PyObject *name, PyObject *arg1, PyObject *arg
     PyObject *args[4] = {a->engine, arg1, arg2, arg3};
     size_t nargs = arg3 != NULL ? 4 : (arg2 != NULL ? 3 : 2);
     PyObject *result = PyObject_VectorcallMethod(name, args, nargs, NULL);
-    if (result == NULL) {
-        return NULL;
-    }
+    /* Reloaded after a failure too: the numbers Python gave out before it raised stay. */
     if (load_counters(a, c) < 0) {
-        Py_DECREF(result);
+        Py_XDECREF(result);
         return NULL;
     }
     return result;
@@ -1066,20 +1066,23 @@ insert_key(PyObject *keys, PyObject *key, long long key_value)
         return PyList_Append(keys, key);
     }
     Py_ssize_t lo = 0, hi = n;
-    while (ok && lo < hi) {
+    while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
-        long long value = as_ll(PyList_GET_ITEM(keys, mid), &ok);
-        /* bisect.insort is insort_right: equal keys go after. */
-        if (key_value < value) {
+        PyObject *item = PyList_GET_ITEM(keys, mid);
+        int fits = 1;
+        long long value = as_ll(item, &fits);
+        /* bisect.insort is insort_right: equal keys go after. A key beyond the C range
+         * (an int, as every key is) is compared as Python compares it. */
+        int before = fits ? key_value < value : PyObject_RichCompareBool(key, item, Py_LT);
+        if (before < 0) {
+            return -1;
+        }
+        if (before) {
             hi = mid;
         }
         else {
             lo = mid + 1;
         }
-    }
-    if (!ok) {
-        PyErr_SetString(PyExc_OverflowError, "book key out of the fast path's range");
-        return -1;
     }
     return PyList_Insert(keys, lo, key);
 }
@@ -1628,6 +1631,8 @@ new_order(Accel *a, PyObject *cmd)
     return events;
 
 error:
+    /* The numbers already given out stay given, as in the Python engine. */
+    store_counters(a, &c);
     Py_XDECREF(events);
     Py_XDECREF(order);
     Py_DECREF(book);
@@ -1675,6 +1680,13 @@ static PyObject *
 find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *orig_cl_ord_id,
                 PyObject *order_id, PyObject *symbol, PyObject *side)
 {
+    /* Exact strings only: comparing them runs no Python code that could change the
+     * index or the order while they are borrowed here. */
+    if (!PyUnicode_CheckExact(session_id) || !PyUnicode_CheckExact(cl_ord_id)
+        || !PyUnicode_CheckExact(orig_cl_ord_id) || !PyUnicode_CheckExact(symbol)
+        || (order_id != Py_None && !PyUnicode_CheckExact(order_id))) {
+        return NULL;
+    }
     PyObject *order;
     PyObject *cl_ord_ids = PyDict_GetItemWithError(a->by_cl_ord_id, session_id);
     if (cl_ord_ids == NULL || Py_TYPE(cl_ord_ids) != &Index_type) {
@@ -1687,6 +1699,9 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
     else {
         order = order_by_id(a, order_id);
         if (order != NULL) {
+            if (!PyUnicode_CheckExact(SLOT(order, order_off[O_SESSION_ID]))) {
+                return NULL;
+            }
             int same = PyObject_RichCompareBool(SLOT(order, order_off[O_SESSION_ID]), session_id, Py_EQ);
             if (same <= 0) {
                 return NULL;
@@ -1700,6 +1715,9 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
     if (SLOT(order, order_off[O_SIDE]) != side
         || (status != ST_NEW && status != ST_PARTIALLY_FILLED)
         || SLOT(order, order_off[O_TRIGGERED]) != Py_True) {
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(SLOT(order, order_off[O_SYMBOL]))) {
         return NULL;
     }
     int same_symbol = PyObject_RichCompareBool(symbol, SLOT(order, order_off[O_SYMBOL]), Py_EQ);
@@ -1815,7 +1833,8 @@ cancel_order(Accel *a, PyObject *cmd)
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
     }
     PyObject *book = PyDict_GetItemWithError(a->books, SLOT(order, order_off[O_SYMBOL]));
-    if (book == NULL) {
+    if (book == NULL || Py_TYPE(book) != OrderBook_type || SLOT(book, book_off[B_BIDS]) == NULL
+        || SLOT(book, book_off[B_ASKS]) == NULL) {
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
     }
     PyObject *own, *opposite, *key = NULL;
@@ -1841,10 +1860,8 @@ cancel_order(Accel *a, PyObject *cmd)
     set_slot_ref(order, order_off[O_LEAVES_QTY], zero);
     set_slot(order, order_off[O_VISIBLE_QTY], zero);
     result = report_list(a->exec_prefix, &c.exec_count, order, EX_CANCELED, previous);
-    if (result != NULL && store_counters(a, &c) < 0) {
-        Py_CLEAR(result);
-    }
 done:
+    store_counters(a, &c);
     Py_DECREF(previous);
     Py_DECREF(order);
     Py_DECREF(own);
@@ -1971,6 +1988,8 @@ done:
     Py_DECREF(book);
     return events;
 error:
+    /* The numbers already given out stay given, as in the Python engine. */
+    store_counters(a, &c);
     Py_CLEAR(events);
     goto done;
 }

@@ -30,6 +30,25 @@ class Key:
         return isinstance(other, Key) and other.name == self.name
 
 
+class InsertingKey(Key):
+    """A colliding key whose next comparison inserts another key into an index."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.pending: tuple[object, Key] | None = None
+
+    def insert_into(self, index: object, key: Key) -> None:
+        self.pending = (index, key)
+
+    def __eq__(self, other: object) -> bool:
+        if self.pending is not None:
+            (index, key), self.pending = self.pending, None
+            index[key] = "inserted by __eq__"  # type: ignore[index]
+        return super().__eq__(other)
+
+    __hash__ = Key.__hash__
+
+
 def test_random_operations_match_dict() -> None:
     rng = random.Random(5)
     index, expected = ClOrdIdIndex(), {}
@@ -71,6 +90,19 @@ def test_colliding_non_str_keys() -> None:
     assert index[Key("49")] == 49
     assert Key("10") not in index
     assert index.get(Key("10"), "none") == "none"
+
+
+def test_eq_that_inserts_during_probe() -> None:
+    index = ClOrdIdIndex()
+    first, second = Key("a"), InsertingKey("b")
+    index[first] = 1
+    index[second] = 2
+    del index[first]
+    second.insert_into(index, Key("p"))
+    index[Key("new")] = 3
+
+    assert len(index) == 3
+    assert sorted(key.name for key in index) == ["b", "new", "p"]
 
 
 def test_missing_key_raises_key_error() -> None:

@@ -221,6 +221,19 @@ def test_id_prefix() -> None:
     run_both(commands, pure, MatchingEngine(INSTRUMENTS, firms=FIRMS, id_prefix="V1-", compiled=True))
 
 
+def test_book_keys_beyond_c_range() -> None:
+    # A bid at 2**63 rests through the Python code; plain orders at new levels on the
+    # same side then compare their keys with it.
+    commands = [
+        NewOrder("S1", "c1", "X", Side.BUY, OrdType.LIMIT, 1, 2**63),
+        NewOrder("S1", "c2", "X", Side.BUY, OrdType.LIMIT, 1, 100),
+        NewOrder("S1", "c3", "X", Side.BUY, OrdType.LIMIT, 1, 2**63 + 5),
+        NewOrder("S2", "c4", "X", Side.SELL, OrdType.LIMIT, 2, 100),
+        CancelOrder("S1", "c5", "c2", "X", Side.BUY),
+    ]
+    run_both(commands, MatchingEngine(["X"], compiled=False), MatchingEngine(["X"], compiled=True))
+
+
 def test_unknown_command_goes_to_python() -> None:
     engine = MatchingEngine(INSTRUMENTS, compiled=True)
     with pytest.raises(engine_module.UnsupportedCommandError, match="cannot process 'str'"):
