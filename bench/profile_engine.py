@@ -20,9 +20,11 @@ switch it on and off around each timed run through a FIFO::
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,6 +65,24 @@ def best_seconds(workload: object, runs: int, collector: bool, perf: TextIO | No
     return best
 
 
+def open_perf_control(path: str) -> TextIO:
+    """Open perf's control FIFO for writing; exit with the fix when perf is not reading it."""
+    fix = "run this script under perf record -D -1 --control=fifo:PATH with the same PATH"
+    if not Path(path).exists():
+        raise SystemExit(f"--perf-control {path!r} does not exist; create it with mkfifo, then {fix}")
+    if not Path(path).is_fifo():
+        raise SystemExit(f"--perf-control {path!r} is not a FIFO; create one with mkfifo, then {fix}")
+    try:
+        # Non-blocking, so that a FIFO with no reader fails at once instead of hanging.
+        descriptor = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:
+            raise
+        raise SystemExit(f"--perf-control {path!r}: no process reads this FIFO; {fix}") from None
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "w")
+
+
 def _tell(perf: TextIO | None, command: str) -> None:
     """Send ``command`` to perf's control FIFO, if there is one."""
     if perf is not None:
@@ -82,14 +102,7 @@ def main() -> None:
         help="perf's control FIFO (perf record --control=fifo:FIFO -D -1): profile only the timed runs",
     )
     args = parser.parse_args()
-    perf = None
-    if args.perf_control:
-        if not Path(args.perf_control).is_fifo():
-            raise SystemExit(
-                f"--perf-control {args.perf_control!r} is not a FIFO; create it with mkfifo and "
-                "give the same path to perf record --control=fifo:PATH"
-            )
-        perf = open(args.perf_control, "w")  # noqa: SIM115 - open for the whole run
+    perf = open_perf_control(args.perf_control) if args.perf_control else None
     if args.module:
         load_module(args.module)
     import bench_engine
