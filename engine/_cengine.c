@@ -1006,14 +1006,76 @@ book_sides(PyObject *book, PyObject *side, PyObject **own, PyObject **opposite)
     return 0;
 }
 
+/* Empty levels kept for reuse: a book spread over many prices opens and closes a level
+ * for most orders, and a kept level saves building the level and its OrderedDict. Only
+ * a level that nothing else refers to is kept, so no caller can see it reused. */
+#define SPARE_LEVELS 64
+static PyObject *spare_levels[SPARE_LEVELS];
+static int spare_level_count;
+
+static void
+keep_or_release(PyObject *level)
+{
+    PyObject *orders = SLOT(level, level_off[L_ORDERS]);
+    if (Py_REFCNT(level) == 1 && spare_level_count < SPARE_LEVELS && orders != NULL
+        && Py_IS_TYPE(orders, &PyODict_Type) && Py_REFCNT(orders) == 1
+        && PyDict_GET_SIZE(orders) == 0) {
+        spare_levels[spare_level_count++] = level;
+        return;
+    }
+    Py_DECREF(level);
+}
+
+/* A level for ``price``, empty, from the spare ones or new; NULL on error. */
+static PyObject *
+new_level(PyObject *price)
+{
+    if (spare_level_count > 0) {
+        PyObject *level = spare_levels[--spare_level_count];
+        set_slot_ref(level, level_off[L_PRICE], price);
+        set_slot_ref(level, level_off[L_TOTAL_QTY], s_zero);
+        set_slot_ref(level, level_off[L_LEAVES_QTY], s_zero);
+        return level;
+    }
+    PyObject *level = new_untracked(PriceLevel_type);
+    if (level == NULL) {
+        return NULL;
+    }
+    SLOT(level, level_off[L_PRICE]) = Py_NewRef(price);
+    SLOT(level, level_off[L_TOTAL_QTY]) = Py_NewRef(s_zero);
+    SLOT(level, level_off[L_LEAVES_QTY]) = Py_NewRef(s_zero);
+    SLOT(level, level_off[L_ORDERS]) = PyODict_New();
+    if (SLOT(level, level_off[L_ORDERS]) == NULL) {
+        Py_DECREF(level);
+        return NULL;
+    }
+    PyObject_GC_UnTrack(SLOT(level, level_off[L_ORDERS]));
+    return level;
+}
+
 /* Take an empty level out of a side, as BookSide.drop_level does. */
 static int
 drop_level(PyObject *side, PyObject *key)
 {
     PyObject *levels = SLOT(side, side_off[S_LEVELS]);
     PyObject *keys = SLOT(side, side_off[S_KEYS]);
-    if (PyDict_DelItem(levels, key) < 0) {
+    PyObject *level = PyDict_GetItemWithError(levels, key);
+    if (level == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetObject(PyExc_KeyError, key);
+        }
         return -1;
+    }
+    Py_INCREF(level);
+    if (PyDict_DelItem(levels, key) < 0) {
+        Py_DECREF(level);
+        return -1;
+    }
+    if (Py_IS_TYPE(level, PriceLevel_type)) {
+        keep_or_release(level);
+    }
+    else {
+        Py_DECREF(level);
     }
     Py_ssize_t n = PyList_GET_SIZE(keys);
     if (n > 0 && PyList_GET_ITEM(keys, n - 1) == key) {
@@ -1115,19 +1177,11 @@ rest(Counters *c, PyObject *order, PyObject *side_obj, long long price, long lon
         if (PyErr_Occurred()) {
             goto error;
         }
-        level = new_untracked(PriceLevel_type);
+        level = new_level(SLOT(order, order_off[O_PRICE]));
         if (level == NULL) {
             goto error;
         }
-        SLOT(level, level_off[L_PRICE]) = Py_NewRef(SLOT(order, order_off[O_PRICE]));
-        SLOT(level, level_off[L_TOTAL_QTY]) = PyLong_FromLong(0);
-        SLOT(level, level_off[L_LEAVES_QTY]) = PyLong_FromLong(0);
-        SLOT(level, level_off[L_ORDERS]) = PyODict_New();
-        if (SLOT(level, level_off[L_ORDERS]) != NULL) {
-            PyObject_GC_UnTrack(SLOT(level, level_off[L_ORDERS]));
-        }
-        if (SLOT(level, level_off[L_ORDERS]) == NULL
-            || PyDict_SetItem(levels, key, level) < 0
+        if (PyDict_SetItem(levels, key, level) < 0
             || insert_key(SLOT(side_obj, side_off[S_KEYS]), key, key_value) < 0) {
             Py_DECREF(level);
             goto error;

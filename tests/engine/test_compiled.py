@@ -234,6 +234,19 @@ def test_book_keys_beyond_c_range() -> None:
     run_both(commands, MatchingEngine(["X"], compiled=False), MatchingEngine(["X"], compiled=True))
 
 
+def test_dropped_level_held_elsewhere_is_not_reused() -> None:
+    engine = MatchingEngine(["X"], compiled=True)
+    engine.process(NewOrder("S1", "c1", "X", Side.BUY, OrdType.LIMIT, 5, 100))
+    held = engine.book("X").bids.best()
+    engine.process(CancelOrder("S1", "c2", "c1", "X", Side.BUY))
+    engine.process(NewOrder("S1", "c3", "X", Side.BUY, OrdType.LIMIT, 7, 101))
+
+    assert held is not None
+    assert held is not engine.book("X").bids.best()
+    assert (held.price, held.total_qty, len(held.orders)) == (100, 0, 0)
+    engine.check()
+
+
 def test_unknown_command_goes_to_python() -> None:
     engine = MatchingEngine(INSTRUMENTS, compiled=True)
     with pytest.raises(engine_module.UnsupportedCommandError, match="cannot process 'str'"):
