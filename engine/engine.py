@@ -901,7 +901,10 @@ class MatchingEngine:
         """Return the order this engine numbered ``order_id`` (37), or None."""
         prefix = self._order_prefix
         digits = order_id[len(prefix):]
-        if not (order_id.startswith(prefix) and digits.isascii() and digits.isdigit()):
+        # No engine numbers 10**18 orders; the bound also keeps int() off huge strings.
+        if not (
+            order_id.startswith(prefix) and len(digits) <= 18 and digits.isascii() and digits.isdigit()
+        ):
             return None
         index = int(digits) - 1
         if not 0 <= index < len(self._orders):

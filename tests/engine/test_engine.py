@@ -500,7 +500,9 @@ def test_cancel_by_order_id(engine: MatchingEngine) -> None:
     assert event.exec_type is ExecType.CANCELED  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("order_id", ["O01", "O0", "O2", "o1", "X1", "O", "O1 ", "O\u0661", "O-1", ""])
+@pytest.mark.parametrize(
+    "order_id", ["O01", "O0", "O2", "o1", "X1", "O", "O1 ", "O\u0661", "O-1", "", "O" + "9" * 5000]
+)
 def test_cancel_unknown_order_id(engine: MatchingEngine, order_id: str) -> None:
     run(engine, new("c1", BUY, 10, 100))
     event = only(run(engine, cancel("c2", "c1", BUY, order_id=order_id)))
