@@ -502,7 +502,7 @@ done:
 /* A session's ClOrdID (11) index: ClOrdID -> the latest order that used it, as a dict
  * would hold it. The table keeps each key's hash beside it and probes linearly, so a
  * lookup reads few cache lines. CPython 3.11's dict keyed by strings also reads an index
- * array and, on each collision, the colliding key's hash from the key object; in a big
+ * array and, on each collision, the colliding key's hash from the key object. In a big
  * index all of these are cold. Keys are compared as a dict compares them: identity,
  * then hash, then ==. */
 typedef struct {
@@ -971,50 +971,14 @@ typedef struct {
     PyObject *fallback;      /* MatchingEngine.process, unbound */
 } Accel;
 
-/* The counters as the fast paths work on them, copied from and back to Accel.counters. */
-typedef struct {
-    long long order_count, exec_count, trade_count, seq;
-} Counters;
-
-static int
-load_counters(Accel *a, Counters *c)
-{
-    CountersObject *k = a->counters;
-    c->order_count = k->order_count;
-    c->exec_count = k->exec_count;
-    c->trade_count = k->trade_count;
-    c->seq = k->seq;
-    return 0;
-}
-
-/* Write back the counters, before Python code runs or at the end. */
-static int
-store_counters(Accel *a, Counters *c)
-{
-    CountersObject *k = a->counters;
-    k->order_count = c->order_count;
-    k->exec_count = c->exec_count;
-    k->trade_count = c->trade_count;
-    k->seq = c->seq;
-    return 0;
-}
-
-/* Call a method of the engine with the counters written back, and reload them after. */
+/* Call a method of the engine. The counters need no copying: Python code reads and
+ * writes the same CountersObject. */
 static PyObject *
-call_engine(Accel *a, Counters *c, PyObject *name, PyObject *arg1, PyObject *arg2, PyObject *arg3)
+call_engine(Accel *a, PyObject *name, PyObject *arg1, PyObject *arg2, PyObject *arg3)
 {
-    if (store_counters(a, c) < 0) {
-        return NULL;
-    }
     PyObject *args[4] = {a->engine, arg1, arg2, arg3};
     size_t nargs = arg3 != NULL ? 4 : (arg2 != NULL ? 3 : 2);
-    PyObject *result = PyObject_VectorcallMethod(name, args, nargs, NULL);
-    /* Reloaded after a failure too: the numbers Python gave out before it raised stay. */
-    if (load_counters(a, c) < 0) {
-        Py_XDECREF(result);
-        return NULL;
-    }
-    return result;
+    return PyObject_VectorcallMethod(name, args, nargs, NULL);
 }
 
 /* The side of the book an order of ``side`` rests on, and the opposite one (new
@@ -1043,6 +1007,10 @@ keep_or_release(PyObject *level)
     if (Py_REFCNT(level) == 1 && spare_level_count < SPARE_LEVELS && orders != NULL
         && Py_IS_TYPE(orders, &PyODict_Type) && Py_REFCNT(orders) == 1
         && PyDict_GET_SIZE(orders) == 0) {
+        /* A kept level refers to nothing of the book it left. */
+        set_slot_ref(level, level_off[L_PRICE], Py_None);
+        set_slot_ref(level, level_off[L_TOTAL_QTY], s_zero);
+        set_slot_ref(level, level_off[L_LEAVES_QTY], s_zero);
         spare_levels[spare_level_count++] = level;
         return;
     }
@@ -1056,8 +1024,6 @@ new_level(PyObject *price)
     if (spare_level_count > 0) {
         PyObject *level = spare_levels[--spare_level_count];
         set_slot_ref(level, level_off[L_PRICE], price);
-        set_slot_ref(level, level_off[L_TOTAL_QTY], s_zero);
-        set_slot_ref(level, level_off[L_LEAVES_QTY], s_zero);
         return level;
     }
     PyObject *level = new_untracked(PriceLevel_type);
@@ -1187,7 +1153,7 @@ level_key(PyObject *order, long long sign, long long key_value)
 /* Rest a live order at the back of its level, as MatchingEngine._rest does for an order
  * without a display quantity. */
 static int
-rest(Counters *c, PyObject *order, PyObject *side_obj, long long price, long long leaves)
+rest(CountersObject *c, PyObject *order, PyObject *side_obj, long long price, long long leaves)
 {
     c->seq += 1;
     if (set_slot_ll(order, order_off[O_SEQ], c->seq) < 0) {
@@ -1271,7 +1237,7 @@ first_order(PyObject *orders)
  * quantity, appending TRADE events and Trades. Returns 1 when self-match prevention
  * cancelled what is left of the order, 0 otherwise, -1 on error. */
 static int
-match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite,
+match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *opposite,
       long long limit_key, PyObject *events)
 {
     PyObject *keys = SLOT(opposite, side_off[S_KEYS]);
@@ -1441,7 +1407,7 @@ match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *opposite
     Py_CLEAR(last_take);
     if (delegate) {
         /* The Python loop carries on from here and sets the final status. */
-        PyObject *r = call_engine(a, c, s_match, order, book, events);
+        PyObject *r = call_engine(a, s_match, order, book, events);
         if (r == NULL) {
             goto error;
         }
@@ -1470,11 +1436,11 @@ error:
 
 /* Rest what is left after matching, or cancel it when self-match prevention decided so. */
 static int
-after_match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *own,
+after_match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *own,
             long long price, int incoming_cancelled, PyObject *events)
 {
     if (incoming_cancelled) {
-        PyObject *e = call_engine(a, c, s_cancel_remainder, order, SELF_MATCH_INCOMING_TEXT, NULL);
+        PyObject *e = call_engine(a, s_cancel_remainder, order, SELF_MATCH_INCOMING_TEXT, NULL);
         if (e == NULL) {
             return -1;
         }
@@ -1496,7 +1462,7 @@ after_match(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *ow
 
 /* Match an order that may trade, then rest or cancel what is left; run the stops. */
 static int
-execute(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *side,
+execute(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *side,
         long long price, PyObject *events)
 {
     PyObject *own, *opposite;
@@ -1526,7 +1492,7 @@ execute(Accel *a, Counters *c, PyObject *order, PyObject *book, PyObject *side,
     }
     PyObject *stops = SLOT(book, book_off[B_STOPS]);
     if (stops == NULL || !PyDict_Check(stops) || PyDict_GET_SIZE(stops) > 0) {
-        PyObject *r = call_engine(a, c, s_run_stops, book, events, NULL);
+        PyObject *r = call_engine(a, s_run_stops, book, events, NULL);
         if (r == NULL) {
             goto done;
         }
@@ -1634,13 +1600,10 @@ new_order(Accel *a, PyObject *cmd)
         return NOT_TAKEN;
     }
 
-    Counters c;
+    CountersObject *c = a->counters;
     PyObject *events = NULL, *order = NULL;
-    if (load_counters(a, &c) < 0) {
-        goto error;
-    }
-    c.order_count += 1;
-    PyObject *order_id = make_id(a->order_prefix, c.order_count);
+    c->order_count += 1;
+    PyObject *order_id = make_id(a->order_prefix, c->order_count);
     if (order_id == NULL) {
         goto error;
     }
@@ -1651,7 +1614,7 @@ new_order(Accel *a, PyObject *cmd)
     }
     PyObject *zero = PyLong_FromLong(0);
     SLOT(order, order_off[O_ORDER_ID]) = order_id;
-    SLOT(order, order_off[O_NUM]) = PyLong_FromLongLong(c.order_count);
+    SLOT(order, order_off[O_NUM]) = PyLong_FromLongLong(c->order_count);
     SLOT(order, order_off[O_SESSION_ID]) = Py_NewRef(session_id);
     SLOT(order, order_off[O_CL_ORD_ID]) = Py_NewRef(cl_ord_id);
     SLOT(order, order_off[O_SYMBOL]) = Py_NewRef(symbol);
@@ -1687,6 +1650,8 @@ new_order(Accel *a, PyObject *cmd)
         goto error;
     }
     if (holder != order) {
+        /* Python takes the command from the start, so it gives out this number. */
+        c->order_count -= 1;
         Py_DECREF(order);
         Py_DECREF(book);
         return NOT_TAKEN;
@@ -1706,11 +1671,11 @@ new_order(Accel *a, PyObject *cmd)
         goto error;
     }
 
-    events = report_list(a->exec_prefix, &c.exec_count, order, EX_NEW, Py_None);
+    events = report_list(a->exec_prefix, &c->exec_count, order, EX_NEW, Py_None);
     if (events == NULL) {
         goto error;
     }
-    if (execute(a, &c, order, book, side, price, events) < 0 || store_counters(a, &c) < 0) {
+    if (execute(a, c, order, book, side, price, events) < 0) {
         goto error;
     }
     Py_DECREF(order);
@@ -1718,8 +1683,6 @@ new_order(Accel *a, PyObject *cmd)
     return events;
 
 error:
-    /* The numbers already given out stay given, as in the Python engine. */
-    store_counters(a, &c);
     Py_XDECREF(events);
     Py_XDECREF(order);
     Py_DECREF(book);
@@ -1940,8 +1903,8 @@ cancel_order(Accel *a, PyObject *cmd)
     Py_INCREF(order);
     PyObject *previous = Py_NewRef(SLOT(order, order_off[O_CL_ORD_ID]));
     PyObject *result = NULL;
-    Counters c;
-    if (load_counters(a, &c) < 0 || take_cl_ord_id(a, order, cl_ord_id) < 0
+    CountersObject *c = a->counters;
+    if (take_cl_ord_id(a, order, cl_ord_id) < 0
         || unrest(own, order, level, key) < 0) {
         goto done;
     }
@@ -1949,9 +1912,8 @@ cancel_order(Accel *a, PyObject *cmd)
     set_slot_ref(order, order_off[O_ORD_STATUS], ST_CANCELED);
     set_slot_ref(order, order_off[O_LEAVES_QTY], zero);
     set_slot(order, order_off[O_VISIBLE_QTY], zero);
-    result = report_list(a->exec_prefix, &c.exec_count, order, EX_CANCELED, previous);
+    result = report_list(a->exec_prefix, &c->exec_count, order, EX_CANCELED, previous);
 done:
-    store_counters(a, &c);
     Py_DECREF(previous);
     Py_DECREF(order);
     Py_DECREF(own);
@@ -2020,8 +1982,8 @@ replace_order(Accel *a, PyObject *cmd)
     Py_INCREF(order);
     PyObject *previous = Py_NewRef(SLOT(order, order_off[O_CL_ORD_ID]));
     PyObject *events = NULL;
-    Counters c;
-    if (load_counters(a, &c) < 0 || take_cl_ord_id(a, order, cl_ord_id) < 0) {
+    CountersObject *c = a->counters;
+    if (take_cl_ord_id(a, order, cl_ord_id) < 0) {
         goto error;
     }
     set_slot_ref(order, order_off[O_TIME_IN_FORCE], tif);
@@ -2046,8 +2008,8 @@ replace_order(Accel *a, PyObject *cmd)
             || set_slot_ll(order, order_off[O_VISIBLE_QTY], new_visible) < 0) {
             goto error;
         }
-        events = report_list(a->exec_prefix, &c.exec_count, order, EX_REPLACED, previous);
-        if (events == NULL || store_counters(a, &c) < 0) {
+        events = report_list(a->exec_prefix, &c->exec_count, order, EX_REPLACED, previous);
+        if (events == NULL) {
             goto error;
         }
         goto done;
@@ -2063,11 +2025,11 @@ replace_order(Accel *a, PyObject *cmd)
     }
     set_slot_ref(order, order_off[O_DISPLAY_QTY], SLOT(cmd, replace_off[R_DISPLAY_QTY]));
     set_slot_ref(order, order_off[O_VISIBLE_QTY], SLOT(order, order_off[O_LEAVES_QTY]));
-    events = report_list(a->exec_prefix, &c.exec_count, order, EX_REPLACED, previous);
+    events = report_list(a->exec_prefix, &c->exec_count, order, EX_REPLACED, previous);
     if (events == NULL) {
         goto error;
     }
-    if (execute(a, &c, order, book, side, price, events) < 0 || store_counters(a, &c) < 0) {
+    if (execute(a, c, order, book, side, price, events) < 0) {
         goto error;
     }
 done:
@@ -2078,8 +2040,6 @@ done:
     Py_DECREF(book);
     return events;
 error:
-    /* The numbers already given out stay given, as in the Python engine. */
-    store_counters(a, &c);
     Py_CLEAR(events);
     goto done;
 }

@@ -963,8 +963,8 @@ class MatchingEngine:
     def _index_cl_ord_id(self, order: Order) -> None:
         cl_ord_ids = self._by_cl_ord_id.get(order.session_id)
         if cl_ord_ids is None:
-            # A session's index grows by one entry per order all day; the compiled
-            # index is cheaper to probe when it no longer fits in the CPU's caches.
+            # A session's index grows by one entry per order all day. Once it no longer
+            # fits in the CPU's caches, the compiled index is cheaper to probe.
             cl_ord_ids = _cengine.ClOrdIdIndex() if self.compiled else {}
             self._by_cl_ord_id[order.session_id] = cl_ord_ids
         cl_ord_ids[order.cl_ord_id] = order

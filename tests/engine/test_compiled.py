@@ -11,6 +11,7 @@ and phase changes.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import random
 import subprocess
@@ -237,14 +238,29 @@ def test_book_keys_beyond_c_range() -> None:
 def test_dropped_level_held_elsewhere_is_not_reused() -> None:
     engine = MatchingEngine(["X"], compiled=True)
     engine.process(NewOrder("S1", "c1", "X", Side.BUY, OrdType.LIMIT, 5, 100))
-    held = engine.book("X").bids.best()
+    dropped_level = engine.book("X").bids.best()
     engine.process(CancelOrder("S1", "c2", "c1", "X", Side.BUY))
     engine.process(NewOrder("S1", "c3", "X", Side.BUY, OrdType.LIMIT, 7, 101))
 
-    assert held is not None
-    assert held is not engine.book("X").bids.best()
-    assert (held.price, held.total_qty, len(held.orders)) == (100, 0, 0)
+    assert dropped_level is not None
+    assert dropped_level is not engine.book("X").bids.best()
+    assert (dropped_level.price, dropped_level.total_qty, len(dropped_level.orders)) == (100, 0, 0)
     engine.check()
+
+
+def test_kept_level_releases_its_price() -> None:
+    # A level kept for reuse must not keep the price object of the book it left.
+    price = int("1000")  # a new int object: ints from -5 to 256 are shared
+    new = NewOrder("S1", "c1", "X", Side.BUY, OrdType.LIMIT, 5, price)
+    cancel = CancelOrder("S1", "c2", "c1", "X", Side.BUY)
+    before = sys.getrefcount(price)
+    engine = MatchingEngine(["X"], compiled=True)
+    engine.process(new)
+    engine.process(cancel)
+    del engine
+    gc.collect()
+
+    assert sys.getrefcount(price) == before
 
 
 def test_unknown_command_goes_to_python() -> None:
