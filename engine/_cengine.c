@@ -153,6 +153,24 @@ take_item(PyObject *ns, const char *name)
 
 #define TAKE(var, name) do { if ((var = (void *)take_item(ns, name)) == NULL) return NULL; } while (0)
 
+/* Events are dropped by the thousand each second. A named tuple has no __dict__, weak
+ * references or finaliser (configure() checks), so freeing one needs only what
+ * tupledealloc does and the release of its class, not subtype_dealloc's general path. */
+static void
+event_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, event_dealloc)
+    Py_ssize_t i = Py_SIZE(op);
+    while (--i >= 0) {
+        Py_XDECREF(PyTuple_GET_ITEM(op, i));
+    }
+    type->tp_free(op);
+    Py_DECREF(type);
+    Py_TRASHCAN_END
+}
+
 static PyObject *
 configure(PyObject *module, PyObject *ns)
 {
@@ -222,6 +240,17 @@ configure(PyObject *module, PyObject *ns)
         || Trade_type->tp_basicsize != PyTuple_Type.tp_basicsize) {
         PyErr_SetString(PyExc_TypeError, "events must be named tuples");
         return NULL;
+    }
+    PyTypeObject *events[2] = {ExecutionEvent_type, Trade_type};
+    for (int i = 0; i < 2; i++) {
+        PyTypeObject *t = events[i];
+        if (t->tp_base != &PyTuple_Type || !PyType_HasFeature(t, Py_TPFLAGS_HEAPTYPE)
+            || t->tp_dictoffset || t->tp_weaklistoffset || t->tp_finalize || t->tp_del) {
+            PyErr_Format(PyExc_TypeError, "%s must be a named tuple with no fields of its own",
+                         t->tp_name);
+            return NULL;
+        }
+        t->tp_dealloc = event_dealloc;
     }
     configured = 1;
     Py_RETURN_NONE;
@@ -927,6 +956,562 @@ static PyTypeObject Index_type = {
 
 /* ------------------------------------------------------------------ counters */
 
+/* ------------------------------------------------------------------ the order queue */
+
+/* The orders of one price level, oldest first: the subset of OrderedDict that the engine
+ * uses as an ordered set (q[order] = None, del q[order], order in q, len, iteration,
+ * popitem and move_to_end). Orders are compared by identity, as the engine's orders
+ * compare, so a lookup hashes the object's address and calls no Python code.
+ *
+ * Orders sit in an array in arrival order. A removed order leaves a hole, which the next
+ * compaction closes; no order before ``start`` is live, so the first order is read
+ * without a search. A table, probed linearly, maps an order's address to its position.
+ * An OrderedDict allocates a node per order and reads its dict twice for each change; a
+ * level that fills from the front and grows at the back also resizes its table of nodes
+ * again and again. */
+typedef struct {
+    PyObject_HEAD
+    PyObject **items;    /* orders by position; NULL where one was removed */
+    Py_ssize_t cap;      /* length of items */
+    Py_ssize_t start;    /* no live order before this position */
+    Py_ssize_t end;      /* positions in use are [start, end) */
+    Py_ssize_t count;    /* live orders */
+    Py_ssize_t *table;   /* position + 1 of an order; QUEUE_EMPTY or QUEUE_REMOVED */
+    Py_ssize_t mask;     /* table size - 1; the size is a power of two */
+    Py_ssize_t filled;   /* table slots not QUEUE_EMPTY */
+    size_t version;      /* changes whenever membership or order changes */
+} QueueObject;
+
+static PyTypeObject Queue_type;
+#define QUEUE_EMPTY 0
+#define QUEUE_REMOVED (-1)
+#define QUEUE_MIN_TABLE 8
+/* An emptied queue keeps arrays up to this many slots for its next orders. */
+#define QUEUE_KEEP 64
+
+static inline size_t
+queue_hash(PyObject *order)
+{
+    size_t h = (size_t)order >> 4;
+    return (size_t)(((unsigned long long)h * 0x9E3779B97F4A7C15ULL) >> 24);
+}
+
+/* The table slot holding ``order``, or -1. */
+static inline Py_ssize_t
+queue_slot(QueueObject *q, PyObject *order)
+{
+    if (q->table == NULL) {
+        return -1;
+    }
+    size_t mask = (size_t)q->mask;
+    size_t i = queue_hash(order) & mask;
+    for (;;) {
+        Py_ssize_t v = q->table[i];
+        if (v == QUEUE_EMPTY) {
+            return -1;
+        }
+        if (v > 0 && q->items[v - 1] == order) {
+            return (Py_ssize_t)i;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/* Record that ``order`` (not in the queue) is at ``pos``. The table has a free slot. */
+static inline void
+queue_table_put(QueueObject *q, PyObject *order, Py_ssize_t pos)
+{
+    size_t mask = (size_t)q->mask;
+    size_t i = queue_hash(order) & mask;
+    while (q->table[i] > 0) {
+        i = (i + 1) & mask;
+    }
+    if (q->table[i] == QUEUE_EMPTY) {
+        q->filled += 1;
+    }
+    q->table[i] = pos + 1;
+}
+
+/* A table for ``count`` orders, with room for as many more, or NULL (MemoryError). */
+static Py_ssize_t *
+queue_new_table(Py_ssize_t count, Py_ssize_t *mask)
+{
+    Py_ssize_t size = QUEUE_MIN_TABLE;
+    while (size < 3 * (count + 1)) {
+        size *= 2;
+    }
+    Py_ssize_t *table = PyMem_Calloc((size_t)size, sizeof(Py_ssize_t));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    *mask = size - 1;
+    return table;
+}
+
+/* Move the live orders to positions ``lead`` onwards, in order, in an array of at least
+ * ``cap`` slots, and index them in a new table. Nothing changes on MemoryError. */
+static int
+queue_rebuild(QueueObject *q, Py_ssize_t cap, Py_ssize_t lead)
+{
+    Py_ssize_t mask;
+    Py_ssize_t *table = queue_new_table(q->count + lead, &mask);
+    if (table == NULL) {
+        return -1;
+    }
+    PyObject **items = q->items;
+    if (cap > q->cap || lead > q->start) {
+        items = PyMem_Calloc((size_t)cap, sizeof(PyObject *));
+        if (items == NULL) {
+            PyMem_Free(table);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    else {
+        cap = q->cap;
+    }
+    Py_ssize_t j = lead;
+    for (Py_ssize_t i = q->start; i < q->end; i++) {
+        if (q->items[i] != NULL) {
+            items[j++] = q->items[i];
+        }
+    }
+    if (items != q->items) {
+        PyMem_Free(q->items);
+    }
+    else {
+        memset(items + j, 0, (size_t)(q->end > j ? q->end - j : 0) * sizeof(PyObject *));
+    }
+    PyMem_Free(q->table);
+    q->items = items;
+    q->cap = cap;
+    q->start = lead;
+    q->end = j;
+    q->table = table;
+    q->mask = mask;
+    q->filled = 0;
+    for (Py_ssize_t i = lead; i < j; i++) {
+        queue_table_put(q, items[i], i);
+    }
+    q->version += 1;
+    return 0;
+}
+
+/* Add ``order`` at the back; it must not be in the queue. Takes a new reference. */
+static int
+queue_append(QueueObject *q, PyObject *order)
+{
+    if (q->end == q->cap) {
+        /* Close the holes when they are at least half the array; grow it otherwise. */
+        Py_ssize_t cap = q->count * 2 <= q->cap && q->cap > 0 ? q->cap
+            : (q->cap < 4 ? 4 : q->cap * 2);
+        if (queue_rebuild(q, cap, 0) < 0) {
+            return -1;
+        }
+    }
+    else if (q->table == NULL || 3 * (q->filled + 1) > 2 * (q->mask + 1)) {
+        /* Too few free slots in the table: drop the removed ones, or double it. */
+        Py_ssize_t mask;
+        Py_ssize_t *table = queue_new_table(q->count + 1, &mask);
+        if (table == NULL) {
+            return -1;
+        }
+        PyMem_Free(q->table);
+        q->table = table;
+        q->mask = mask;
+        q->filled = 0;
+        for (Py_ssize_t i = q->start; i < q->end; i++) {
+            if (q->items[i] != NULL) {
+                queue_table_put(q, q->items[i], i);
+            }
+        }
+    }
+    Py_INCREF(order);
+    q->items[q->end] = order;
+    queue_table_put(q, order, q->end);
+    q->end += 1;
+    q->count += 1;
+    q->version += 1;
+    return 0;
+}
+
+/* Take out the order in table slot ``slot`` and return it (the queue's reference). */
+static PyObject *
+queue_take(QueueObject *q, Py_ssize_t slot)
+{
+    Py_ssize_t pos = q->table[slot] - 1;
+    PyObject *order = q->items[pos];
+    q->items[pos] = NULL;
+    q->table[slot] = QUEUE_REMOVED;
+    q->count -= 1;
+    q->version += 1;
+    if (q->count == 0) {
+        /* Empty: start afresh, keeping small arrays for the next orders. */
+        if (q->mask + 1 > QUEUE_KEEP) {
+            PyMem_Free(q->table);
+            q->table = NULL;
+            q->mask = 0;
+        }
+        else {
+            memset(q->table, 0, (size_t)(q->mask + 1) * sizeof(Py_ssize_t));
+        }
+        if (q->cap > QUEUE_KEEP) {
+            PyMem_Free(q->items);
+            q->items = NULL;
+            q->cap = 0;
+        }
+        else if (q->items != NULL) {
+            memset(q->items, 0, (size_t)q->cap * sizeof(PyObject *));
+        }
+        q->filled = 0;
+        q->start = q->end = 0;
+    }
+    else if (pos == q->start) {
+        while (q->items[q->start] == NULL) {
+            q->start += 1;
+        }
+    }
+    return order;
+}
+
+/* The position of the last live order; the queue is not empty. */
+static inline Py_ssize_t
+queue_last_pos(QueueObject *q)
+{
+    Py_ssize_t pos = q->end - 1;
+    while (q->items[pos] == NULL) {
+        pos -= 1;
+    }
+    return pos;
+}
+
+static PyObject *
+Queue_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) > 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "OrderQueue() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
+}
+
+static int
+Queue_traverse(QueueObject *q, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = q->start; i < q->end; i++) {
+        Py_VISIT(q->items[i]);
+    }
+    return 0;
+}
+
+static int
+Queue_clear(QueueObject *q)
+{
+    PyObject **items = q->items;
+    Py_ssize_t start = q->start, end = q->end;
+    /* Empty first: releasing an order may run code that looks at this queue. */
+    q->items = NULL;
+    q->cap = q->start = q->end = q->count = q->filled = 0;
+    PyMem_Free(q->table);
+    q->table = NULL;
+    q->mask = 0;
+    q->version += 1;
+    for (Py_ssize_t i = start; i < end; i++) {
+        Py_XDECREF(items[i]);
+    }
+    PyMem_Free(items);
+    return 0;
+}
+
+static void
+Queue_dealloc(QueueObject *q)
+{
+    PyObject_GC_UnTrack(q);
+    Py_TRASHCAN_BEGIN(q, Queue_dealloc)
+    Queue_clear(q);
+    Py_TYPE(q)->tp_free((PyObject *)q);
+    Py_TRASHCAN_END
+}
+
+static Py_ssize_t
+Queue_length(QueueObject *q)
+{
+    return q->count;
+}
+
+static int
+Queue_contains(QueueObject *q, PyObject *order)
+{
+    return queue_slot(q, order) >= 0;
+}
+
+static PyObject *
+Queue_subscript(QueueObject *q, PyObject *order)
+{
+    if (queue_slot(q, order) < 0) {
+        PyErr_SetObject(PyExc_KeyError, order);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+Queue_ass_subscript(QueueObject *q, PyObject *order, PyObject *value)
+{
+    Py_ssize_t slot = queue_slot(q, order);
+    if (value == NULL) {
+        if (slot < 0) {
+            PyErr_SetObject(PyExc_KeyError, order);
+            return -1;
+        }
+        Py_DECREF(queue_take(q, slot));
+        return 0;
+    }
+    if (value != Py_None) {
+        PyErr_Format(PyExc_TypeError,
+                     "an OrderQueue holds orders as a set does: the value must be None, got %R",
+                     value);
+        return -1;
+    }
+    return slot >= 0 ? 0 : queue_append(q, order);
+}
+
+static PyObject *
+Queue_popitem(QueueObject *q, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"last", NULL};
+    int last = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p:popitem", kwlist, &last)) {
+        return NULL;
+    }
+    if (q->count == 0) {
+        PyErr_SetString(PyExc_KeyError, "popitem(): OrderQueue is empty");
+        return NULL;
+    }
+    PyObject *order = q->items[last ? queue_last_pos(q) : q->start];
+    PyObject *pair = PyTuple_Pack(2, order, Py_None);
+    if (pair == NULL) {
+        return NULL;
+    }
+    Py_DECREF(queue_take(q, queue_slot(q, order)));
+    return pair;
+}
+
+static PyObject *
+Queue_move_to_end(QueueObject *q, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"key", "last", NULL};
+    PyObject *order;
+    int last = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p:move_to_end", kwlist, &order, &last)) {
+        return NULL;
+    }
+    Py_ssize_t slot = queue_slot(q, order);
+    if (slot < 0) {
+        PyErr_SetObject(PyExc_KeyError, order);
+        return NULL;
+    }
+    Py_ssize_t pos = q->table[slot] - 1;
+    if (pos == (last ? queue_last_pos(q) : q->start)) {
+        return Py_NewRef(Py_None);
+    }
+    if (last) {
+        /* Make room first, so that a MemoryError leaves the order where it was. */
+        if (q->end == q->cap || 3 * (q->filled + 1) > 2 * (q->mask + 1)) {
+            Py_ssize_t cap = q->count * 2 <= q->cap ? q->cap : q->cap * 2;
+            if (queue_rebuild(q, cap, 0) < 0) {
+                return NULL;
+            }
+            slot = queue_slot(q, order);
+        }
+        PyObject *taken = queue_take(q, slot);
+        q->items[q->end] = taken;
+        queue_table_put(q, taken, q->end);
+        q->end += 1;
+        q->count += 1;
+        return Py_NewRef(Py_None);
+    }
+    if (q->start == 0 || 3 * (q->filled + 1) > 2 * (q->mask + 1)) {
+        if (queue_rebuild(q, q->count + 1 > q->cap ? q->cap * 2 : q->cap + 1, 1) < 0) {
+            return NULL;
+        }
+        slot = queue_slot(q, order);
+    }
+    Py_ssize_t start = q->start;
+    PyObject *taken = queue_take(q, slot);
+    /* queue_take advanced start past the hole only if the order was first, which it is
+     * not, so start - 1 is free. */
+    q->start = start - 1;
+    q->items[q->start] = taken;
+    queue_table_put(q, taken, q->start);
+    q->count += 1;
+    return Py_NewRef(Py_None);
+}
+
+static PyObject *
+Queue_repr(QueueObject *q)
+{
+    PyObject *list = PySequence_List((PyObject *)q);
+    if (list == NULL) {
+        return NULL;
+    }
+    PyObject *text = PyUnicode_FromFormat("OrderQueue(%R)", list);
+    Py_DECREF(list);
+    return text;
+}
+
+/* Iteration, oldest first; a change of the queue ends it with RuntimeError, as it does
+ * an OrderedDict's. */
+typedef struct {
+    PyObject_HEAD
+    QueueObject *queue;
+    Py_ssize_t pos;
+    size_t version;
+} QueueIterObject;
+
+static PyTypeObject QueueIter_type;
+
+static PyObject *
+Queue_iter(QueueObject *q)
+{
+    QueueIterObject *it = PyObject_GC_New(QueueIterObject, &QueueIter_type);
+    if (it == NULL) {
+        return NULL;
+    }
+    it->queue = (QueueObject *)Py_NewRef(q);
+    it->pos = q->start;
+    it->version = q->version;
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
+}
+
+static PyObject *
+QueueIter_next(QueueIterObject *it)
+{
+    QueueObject *q = it->queue;
+    if (q == NULL) {
+        return NULL;
+    }
+    if (q->version != it->version) {
+        it->queue = NULL;  /* exhausted from now on */
+        Py_DECREF(q);
+        PyErr_SetString(PyExc_RuntimeError, "OrderQueue changed during iteration");
+        return NULL;
+    }
+    while (it->pos < q->end) {
+        PyObject *order = q->items[it->pos++];
+        if (order != NULL) {
+            return Py_NewRef(order);
+        }
+    }
+    it->queue = NULL;
+    Py_DECREF(q);
+    return NULL;
+}
+
+static int
+QueueIter_traverse(QueueIterObject *it, visitproc visit, void *arg)
+{
+    Py_VISIT(it->queue);
+    return 0;
+}
+
+static void
+QueueIter_dealloc(QueueIterObject *it)
+{
+    PyObject_GC_UnTrack(it);
+    Py_XDECREF(it->queue);
+    PyObject_GC_Del(it);
+}
+
+static PyTypeObject QueueIter_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "engine._cengine.OrderQueueIterator",
+    .tp_basicsize = sizeof(QueueIterObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)QueueIter_dealloc,
+    .tp_traverse = (traverseproc)QueueIter_traverse,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)QueueIter_next,
+};
+
+static PyMappingMethods Queue_as_mapping = {
+    .mp_length = (lenfunc)Queue_length,
+    .mp_subscript = (binaryfunc)Queue_subscript,
+    .mp_ass_subscript = (objobjargproc)Queue_ass_subscript,
+};
+
+static PySequenceMethods Queue_as_sequence = {
+    .sq_contains = (objobjproc)Queue_contains,
+};
+
+static PyMethodDef Queue_methods[] = {
+    {"popitem", (PyCFunction)(void (*)(void))Queue_popitem, METH_VARARGS | METH_KEYWORDS,
+     "popitem(last=True): remove the newest (or, with last=False, the oldest) order and "
+     "return (order, None)."},
+    {"move_to_end", (PyCFunction)(void (*)(void))Queue_move_to_end, METH_VARARGS | METH_KEYWORDS,
+     "move_to_end(order, last=True): move an order to the back (or the front)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject Queue_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "engine._cengine.OrderQueue",
+    .tp_basicsize = sizeof(QueueObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "OrderQueue(): the orders of a price level, oldest first, compared by identity.\n\n"
+              "Takes the OrderedDict operations the engine uses on a level: q[order] = None,\n"
+              "del q[order], order in q, len(q), iteration, popitem() and move_to_end().",
+    .tp_new = Queue_new,
+    .tp_dealloc = (destructor)Queue_dealloc,
+    .tp_traverse = (traverseproc)Queue_traverse,
+    .tp_clear = (inquiry)Queue_clear,
+    .tp_repr = (reprfunc)Queue_repr,
+    .tp_iter = (getiterfunc)Queue_iter,
+    .tp_as_mapping = &Queue_as_mapping,
+    .tp_as_sequence = &Queue_as_sequence,
+    .tp_methods = Queue_methods,
+};
+
+/* The level operations of the fast paths. They take a level's orders only as an
+ * OrderQueue, except level_append, which also rests an order in another mapping as
+ * Python would. */
+static inline Py_ssize_t
+level_count(PyObject *orders)
+{
+    return ((QueueObject *)orders)->count;
+}
+
+static inline int
+level_append(PyObject *orders, PyObject *order)
+{
+    if (Py_IS_TYPE(orders, &Queue_type)) {
+        QueueObject *q = (QueueObject *)orders;
+        return queue_slot(q, order) >= 0 ? 0 : queue_append(q, order);
+    }
+    return PyObject_SetItem(orders, order, Py_None);
+}
+
+static inline int
+level_has(PyObject *orders, PyObject *order)
+{
+    return queue_slot((QueueObject *)orders, order) >= 0;
+}
+
+static inline int
+level_remove(PyObject *orders, PyObject *order)
+{
+    QueueObject *q = (QueueObject *)orders;
+    Py_ssize_t slot = queue_slot(q, order);
+    if (slot < 0) {
+        PyErr_SetObject(PyExc_KeyError, order);
+        return -1;
+    }
+    Py_DECREF(queue_take(q, slot));
+    return 0;
+}
+
 /* The C twin of engine.engine.Counters. The fast paths read and write its fields as C
  * integers, and Python code reads and writes the same fields as attributes, so nothing is copied
  * when a command passes from one to the other. */
@@ -1005,8 +1590,8 @@ keep_or_release(PyObject *level)
 {
     PyObject *orders = SLOT(level, level_off[L_ORDERS]);
     if (Py_REFCNT(level) == 1 && spare_level_count < SPARE_LEVELS && orders != NULL
-        && Py_IS_TYPE(orders, &PyODict_Type) && Py_REFCNT(orders) == 1
-        && PyDict_GET_SIZE(orders) == 0) {
+        && Py_IS_TYPE(orders, &Queue_type) && Py_REFCNT(orders) == 1
+        && ((QueueObject *)orders)->count == 0) {
         /* A kept level refers to nothing of the book it left. */
         set_slot_ref(level, level_off[L_PRICE], Py_None);
         set_slot_ref(level, level_off[L_TOTAL_QTY], s_zero);
@@ -1033,7 +1618,7 @@ new_level(PyObject *price)
     SLOT(level, level_off[L_PRICE]) = Py_NewRef(price);
     SLOT(level, level_off[L_TOTAL_QTY]) = Py_NewRef(s_zero);
     SLOT(level, level_off[L_LEAVES_QTY]) = Py_NewRef(s_zero);
-    SLOT(level, level_off[L_ORDERS]) = PyODict_New();
+    SLOT(level, level_off[L_ORDERS]) = Queue_type.tp_alloc(&Queue_type, 0);
     if (SLOT(level, level_off[L_ORDERS]) == NULL) {
         Py_DECREF(level);
         return NULL;
@@ -1187,7 +1772,7 @@ rest(CountersObject *c, PyObject *order, PyObject *side_obj, long long price, lo
         Py_DECREF(level);  /* the levels dict keeps a reference */
     }
     Py_DECREF(key);
-    if (PyODict_SetItem(SLOT(level, level_off[L_ORDERS]), order, Py_None) < 0) {
+    if (level_append(SLOT(level, level_off[L_ORDERS]), order) < 0) {
         return -1;
     }
     int ok = 1;
@@ -1217,20 +1802,12 @@ error:
     return -1;
 }
 
-/* The first order of an OrderedDict (borrowed), or NULL when it is empty. */
-static PyObject *
+/* The first order of a level's OrderQueue (borrowed); the queue is not empty. */
+static inline PyObject *
 first_order(PyObject *orders)
 {
-    PyObject *it = PyObject_GetIter(orders);
-    if (it == NULL) {
-        return NULL;
-    }
-    PyObject *first = PyIter_Next(it);
-    Py_DECREF(it);
-    if (first != NULL) {
-        Py_DECREF(first);  /* the level still keeps a reference */
-    }
-    return first;
+    QueueObject *q = (QueueObject *)orders;
+    return q->items[q->start];
 }
 
 /* The matching loop of MatchingEngine._match for an aggressor without a display
@@ -1280,17 +1857,13 @@ match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *op
         long long price = as_ll(price_obj, &ok);
         long long level_total = as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
         long long level_leaves = as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
-        if (!ok || price >= SMALL_BOUND) {
+        if (!ok || price >= SMALL_BOUND || !Py_IS_TYPE(orders, &Queue_type)) {
             Py_DECREF(key);
             delegate = 1;
             break;
         }
-        while (PyDict_GET_SIZE(orders) > 0) {
+        while (level_count(orders) > 0) {
             PyObject *resting = first_order(orders);
-            if (resting == NULL) {
-                Py_DECREF(key);
-                goto error;
-            }
             if ((self_match != Py_None && SLOT(resting, order_off[O_FIRM]) == firm)
                 || !is_false_value(SLOT(resting, order_off[O_DISPLAY_QTY]))) {
                 delegate = 1;
@@ -1336,7 +1909,7 @@ match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *op
             }
             else {
                 set_slot_ref(resting, order_off[O_ORD_STATUS], ST_FILLED);
-                if (PyObject_DelItem(orders, resting) < 0) {
+                if (level_remove(orders, resting) < 0) {
                     Py_DECREF(resting);
                     Py_DECREF(key);
                     goto error;
@@ -1381,7 +1954,7 @@ match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *op
                 break;
             }
         }
-        if (!delegate && PyDict_GET_SIZE(orders) == 0 && drop_level(opposite, key) < 0) {
+        if (!delegate && level_count(orders) == 0 && drop_level(opposite, key) < 0) {
             Py_DECREF(key);
             goto error;
         }
@@ -1807,8 +2380,8 @@ level_of(PyObject *side_obj, PyObject *order, PyObject **key_out)
         return NULL;
     }
     PyObject *level = PyDict_GetItemWithError(SLOT(side_obj, side_off[S_LEVELS]), key);
-    if (level != NULL) {
-        int in = PyDict_Contains(SLOT(level, level_off[L_ORDERS]), order);
+    if (level != NULL && Py_IS_TYPE(SLOT(level, level_off[L_ORDERS]), &Queue_type)) {
+        int in = level_has(SLOT(level, level_off[L_ORDERS]), order);
         as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
         as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
         as_ll(SLOT(order, order_off[O_VISIBLE_QTY]), &ok);
@@ -1826,7 +2399,7 @@ level_of(PyObject *side_obj, PyObject *order, PyObject **key_out)
 static int
 unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key)
 {
-    if (PyObject_DelItem(SLOT(level, level_off[L_ORDERS]), order) < 0) {
+    if (level_remove(SLOT(level, level_off[L_ORDERS]), order) < 0) {
         return -1;
     }
     int ok = 1;
@@ -1841,7 +2414,7 @@ unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key)
     if (set_level_qty(level, total - visible, leaves - order_leaves) < 0) {
         return -1;
     }
-    if (PyDict_GET_SIZE(SLOT(level, level_off[L_ORDERS])) == 0) {
+    if (level_count(SLOT(level, level_off[L_ORDERS])) == 0) {
         return drop_level(side_obj, key);
     }
     return 0;
@@ -2190,7 +2763,8 @@ PyInit__cengine(void)
         return NULL;
     }
     if (PyType_Ready(&Accel_type) < 0 || PyType_Ready(&Counters_type) < 0
-        || PyType_Ready(&Index_type) < 0) {
+        || PyType_Ready(&Index_type) < 0 || PyType_Ready(&Queue_type) < 0
+        || PyType_Ready(&QueueIter_type) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
@@ -2199,7 +2773,8 @@ PyInit__cengine(void)
     }
     if (PyModule_AddObjectRef(m, "Accelerator", (PyObject *)&Accel_type) < 0
         || PyModule_AddObjectRef(m, "Counters", (PyObject *)&Counters_type) < 0
-        || PyModule_AddObjectRef(m, "ClOrdIdIndex", (PyObject *)&Index_type) < 0) {
+        || PyModule_AddObjectRef(m, "ClOrdIdIndex", (PyObject *)&Index_type) < 0
+        || PyModule_AddObjectRef(m, "OrderQueue", (PyObject *)&Queue_type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -40,6 +40,7 @@ import importlib
 import logging
 import os
 from bisect import insort
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
@@ -215,7 +216,10 @@ class MatchingEngine:
             instrument = Instrument(instrument)  # type: ignore[arg-type]
         if instrument.symbol in self._books:
             raise DuplicateInstrumentError(f"symbol {instrument.symbol!r} is already listed")
-        self._books[instrument.symbol] = OrderBook(instrument)
+        # Compiled engines keep each level's orders in the compiled OrderQueue, which the
+        # fast paths read directly; OrderedDict otherwise.
+        queue_type = _cengine.OrderQueue if self.compiled else OrderedDict
+        self._books[instrument.symbol] = OrderBook(instrument, queue_type)
         logger.debug("listed symbol %s", instrument.symbol)
 
     def book(self, symbol: str) -> OrderBook:
@@ -991,7 +995,7 @@ class MatchingEngine:
         key = side.sign * order.price  # type: ignore[operator]
         level = side.levels.get(key)
         if level is None:
-            level = side.levels[key] = PriceLevel(order.price)  # type: ignore[arg-type]
+            level = side.levels[key] = PriceLevel(order.price, side.queue_type())  # type: ignore[arg-type]
             keys = side.keys
             if not keys or key > keys[-1]:
                 keys.append(key)
