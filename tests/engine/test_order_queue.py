@@ -71,7 +71,7 @@ def test_random_operations_match_ordered_dict() -> None:
     assert list(queue) == list(expected)
 
 
-def test_draining_a_deep_level_from_the_front() -> None:
+def test_drain_deep_level_from_front() -> None:
     items = [Item(n) for n in range(200_000)]
     queue = OrderQueue()
     for item in items:
@@ -99,7 +99,7 @@ def test_members_are_compared_by_identity() -> None:
     assert list(queue) == [first, second]
 
 
-def test_setting_a_member_again_keeps_its_place() -> None:
+def test_set_again_keeps_place() -> None:
     a, b = Item(1), Item(2)
     queue = OrderQueue()
     queue[a] = None
@@ -184,7 +184,7 @@ def test_compiled_engine_levels_use_the_queue() -> None:
         assert type(level.orders) is (OrderQueue if compiled else OrderedDict)
 
 
-def test_events_release_their_fields_and_class() -> None:
+def test_events_release_fields_and_class() -> None:
     engine = MatchingEngine([Instrument("AAA")], compiled=True)
     before = sys.getrefcount(ExecutionEvent), sys.getrefcount(Trade)
     for n in range(1_000):
@@ -209,3 +209,100 @@ def test_deeply_nested_events_are_freed() -> None:
     for _ in range(200_000):
         event = ExecutionEvent._make((event, *range(26)))
     del event
+
+
+def _next_outcome(iterator: object) -> object:
+    """Return the next item, or the name of the exception that next() raised."""
+    try:
+        return next(iterator)  # type: ignore[call-overload]
+    except (StopIteration, RuntimeError) as error:
+        return type(error).__name__
+
+
+def _outcome_after_change(mapping_type: type, consumed: int, change: str) -> object:
+    """Iterate two orders ``consumed`` times, apply ``change``, and call next() once more."""
+    a, b, c = Item(1), Item(2), Item(3)
+    mapping = mapping_type()
+    mapping[a] = None
+    mapping[b] = None
+    iterator = iter(mapping)
+    for _ in range(consumed):
+        next(iterator)
+    if change == "append":
+        mapping[c] = None
+    elif change == "delete":
+        del mapping[a]
+    elif change == "move":
+        mapping.move_to_end(a)
+    return _next_outcome(iterator)
+
+
+@pytest.mark.parametrize("change", ["append", "delete", "move"])
+@pytest.mark.parametrize("consumed", [0, 1, 2])
+def test_iteration_change_as_ordered_dict(consumed: int, change: str) -> None:
+    # Once an OrderedDict iterator has returned the last key, it ends with StopIteration
+    # even if the dict then changes. Before that, a change raises RuntimeError.
+    expected = _outcome_after_change(OrderedDict, consumed, change)
+
+    assert _outcome_after_change(OrderQueue, consumed, change) == expected
+
+
+def test_empty_queue_iterator_stays_empty() -> None:
+    queue, expected = OrderQueue(), OrderedDict()
+    iterators = iter(queue), iter(expected)
+    item = Item(1)
+    queue[item] = None
+    expected[item] = None
+
+    assert _next_outcome(iterators[0]) == _next_outcome(iterators[1])
+
+
+def test_drain_from_back() -> None:
+    items = [Item(n) for n in range(30_000)]
+    queue = OrderQueue()
+    for item in items:
+        queue[item] = None
+    drained = [queue.popitem()[0] for _ in items]
+
+    assert drained == items[::-1]
+    assert len(queue) == 0
+
+
+def test_moves_to_front() -> None:
+    items = [Item(n) for n in range(5_000)]
+    queue = OrderQueue()
+    for item in items:
+        queue[item] = None
+    for item in reversed(items):
+        queue.move_to_end(item, last=False)
+
+    assert list(queue) == items
+
+
+def test_churn_after_deep_level() -> None:
+    # A level that was 65,536 deep keeps one order; new orders join and leave behind it.
+    items = [Item(n) for n in range(1 << 16)]
+    queue = OrderQueue()
+    for item in items:
+        queue[item] = None
+    for item in items[1:]:
+        del queue[item]
+    for item in [Item(n) for n in range(60_000)]:
+        queue[item] = None
+        assert item in queue
+        del queue[item]
+
+    assert list(queue) == [items[0]]
+
+
+def test_repr_of_recursive_order() -> None:
+    class Holder(Item):
+        def __repr__(self) -> str:
+            return f"Holder({self.queue!r})"  # type: ignore[attr-defined]
+
+    queue = OrderQueue()
+    holder = Holder(1)
+    holder.queue = queue  # type: ignore[attr-defined]
+    queue[holder] = None
+
+    assert repr(queue) == "OrderQueue([Holder(...)])"
