@@ -10,6 +10,12 @@ A message that carries a data field (RawData (96), XmlData (213) and the others 
 ``_DATA_FIELDS``) takes a slower exact path, because a data field's value may contain SOH
 and only the length field before it says where it ends.
 
+A piece without "=" after a field that follows MsgType (35), in a frame whose BodyLength (9)
+and CheckSum (10) check out, is a SOH inside that field's value: the sender put it there,
+and the frame counts it. The message is parsed with the SOH in the value, and
+``FixMessage.embedded_soh_tag`` names the field, so that the session can reject it with
+SessionRejectReason (373) 17 instead of dropping a message whose MsgSeqNum (34) counts.
+
 Not checked here: which fields a message type requires, value formats (``get_int`` checks
 an integer when asked), field order after MsgType (35), and repeated tags outside repeating
 groups. The session layer checks those. Empty values are parsed as ``b""``, so that the
@@ -159,7 +165,7 @@ class FixMessage:
     of first occurrences, built at parse and keyed by the tag's wire bytes (b"55").
     """
 
-    __slots__ = ("_raw", "_tokens", "_index", "_begin_string", "_msg_type")
+    __slots__ = ("_raw", "_tokens", "_index", "_begin_string", "_msg_type", "_embedded_soh_tag")
 
     def __init__(self, raw: bytes, tokens: list[bytes], index: dict[bytes, bytes]) -> None:
         """Wrap fields that _parse_message has checked.
@@ -172,6 +178,7 @@ class FixMessage:
         self._index = index
         self._begin_string = tokens[1].decode("latin-1")
         self._msg_type = tokens[5].decode("latin-1")
+        self._embedded_soh_tag: int | None = None
 
     @property
     def raw(self) -> bytes:
@@ -182,6 +189,11 @@ class FixMessage:
     def fields(self) -> list[tuple[int, bytes]]:
         """Every field in wire order, repeated tags kept; a new list on each access."""
         return list(zip(map(int, self._tokens[0::2]), self._tokens[1::2]))
+
+    @property
+    def embedded_soh_tag(self) -> int | None:
+        """The first field other than a data field whose value contains SOH, or None."""
+        return self._embedded_soh_tag
 
     @property
     def begin_string(self) -> str:
@@ -275,20 +287,33 @@ def _parse_message_exact(raw: bytes) -> FixMessage | str:
     data_tag = b""
     data_length = 0
     position = 0
+    value_start = 0
+    previous_is_data = False
+    embedded_soh_tag: int | None = None
     while position < len(raw):
         equals = raw.find(b"=", position)
         field_end = raw.find(SOH, position)
         if equals < 0 or field_end < equals:
-            return f"field {raw[position:field_end]!r} at byte {position} has no '='"
+            if len(tokens) <= 6 or data_tag or previous_is_data:
+                return f"field {raw[position:field_end]!r} at byte {position} has no '='"
+            # A SOH inside the previous field's value (which is not a data field, or its
+            # length would have covered it): keep the value whole, SOH included.
+            tokens[-1] = raw[value_start:field_end]
+            if embedded_soh_tag is None:
+                embedded_soh_tag = int(tokens[-2])
+            position = field_end + 1
+            continue
         tag = raw[position:equals]
         if _TAG_PATTERN.fullmatch(tag) is None:
             return f"tag {tag!r} at byte {position} is not a tag number (an integer, no leading 0)"
 
-        if tag == data_tag:
+        previous_is_data = tag == data_tag
+        if previous_is_data:
             field_end = equals + 1 + data_length
             if raw[field_end : field_end + 1] != SOH:
                 return f"data field {tag.decode()} has no SOH after its {data_length} bytes"
-        value = raw[equals + 1 : field_end]
+        value_start = equals + 1
+        value = raw[value_start:field_end]
         tokens += (tag, value)
         position = field_end + 1
 
@@ -302,7 +327,9 @@ def _parse_message_exact(raw: bytes) -> FixMessage | str:
         return f"the last field is tag {tokens[-2].decode()}, expected CheckSum (10)"
     if tokens[4] != b"35" or not tokens[5]:
         return _msg_type_error(tokens)
-    return FixMessage(raw, tokens, _index_first_values(tokens))
+    message = FixMessage(raw, tokens, _index_first_values(tokens))
+    message._embedded_soh_tag = embedded_soh_tag
+    return message
 
 
 def _msg_type_error(tokens: list[bytes]) -> str:

@@ -74,6 +74,9 @@ _REASON_TEXT = {
     SessionRejectReason.REPEATED_TAG: "Tag appears more than once",
     SessionRejectReason.GROUP_COUNT_MISMATCH: "Incorrect NumInGroup count for repeating group",
     SessionRejectReason.GROUP_FIELDS_OUT_OF_ORDER: "Repeating group fields out of order",
+    SessionRejectReason.NON_DATA_VALUE_INCLUDES_SOH: (
+        "Non-data value includes field delimiter (SOH character)"
+    ),
 }
 
 _INT = re.compile(rb"-?[0-9]+")

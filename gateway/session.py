@@ -28,6 +28,7 @@ from gateway.dictionary import (
     ValidationOptions,
     Violation,
     load_dictionary,
+    reason_text,
     venue_dictionary,
 )
 from gateway.errors import CodecError, FieldFormatError
@@ -235,7 +236,15 @@ class Session:
 
     def validate(self, message: FixMessage) -> Violation | None:
         """Check ``message`` against the session's data dictionaries; None when it passes
-        or when the session uses none (UseDataDictionary=N)."""
+        or when the session uses none (UseDataDictionary=N).
+
+        A SOH inside the value of a field other than a data field fails whether or not
+        the session uses dictionaries.
+        """
+        soh_tag = message.embedded_soh_tag
+        if soh_tag is not None:
+            reason = SessionRejectReason.NON_DATA_VALUE_INCLUDES_SOH
+            return Violation(reason, soh_tag, reason_text(reason))
         if self.transport_dictionary is None:
             return None
         app = None

@@ -374,10 +374,31 @@ GARBLED = [
     ("tag_not_integer", frame(VALID_BODY + b"5x=1\x01"), "tag b'5x'"),
     ("tag_leading_zero", frame(VALID_BODY + b"055=AAPL\x01"), "tag b'055'"),
     ("tag_empty", frame(VALID_BODY + b"=AAPL\x01"), "tag b''"),
-    ("field_without_equals", frame(VALID_BODY + b"55AAPL\x01"), "has no '='"),
+    ("field_without_equals", frame(b"55AAPL\x01" + VALID_BODY), "has no '='"),
+    ("soh_after_data_length", frame(VALID_BODY + b"95=3\x01AB\x01"), "has no '='"),
+    ("soh_after_data_field", frame(VALID_BODY + b"95=3\x0196=abc\x01AB\x01"), "has no '='"),
     ("data_length_not_digits", frame(VALID_BODY + b"95=x\x0196=a\x01"), "data length field 95"),
     ("data_longer_than_field", frame(VALID_BODY + b"95=9\x0196=abc\x01"), "data field 96"),
 ]
+
+
+def test_embedded_soh_kept_in_value():
+    raw = frame(VALID_BODY + b"58=PRE-\x01OPEN\x01\x0158=NEXT\x01")
+
+    message = decode_all([raw])[0]
+
+    assert isinstance(message, FixMessage)
+    assert message.embedded_soh_tag == 58
+    assert message.get_all(58) == [b"PRE-\x01OPEN\x01", b"NEXT"]
+    assert message.get(11) == b"ORD-1"
+
+
+def test_well_formed_message_has_no_embedded_soh():
+    message = decode_all([frame(VALID_BODY + b"95=3\x0196=a\x01b\x01")])[0]
+
+    assert isinstance(message, FixMessage)
+    assert message.embedded_soh_tag is None
+    assert message.get(96) == b"a\x01b"
 
 
 @pytest.mark.parametrize("raw, reason", [g[1:] for g in GARBLED], ids=[g[0] for g in GARBLED])

@@ -33,6 +33,7 @@ SCRIPTS_DIR = CONFORMANCE_DIR / "quickfix-acceptance" / "server"
 SPEC_DIR = CONFORMANCE_DIR / "quickfix-acceptance" / "spec"
 REQUIRED_FOLDERS = (
     "fix40", "fix41", "fix42", "fix43", "fix44", "fix50", "fix50sp1", "fix50sp2", "validate",
+    "future",
 )
 
 needs_scripts = pytest.mark.skipif(

@@ -130,6 +130,23 @@ def test_poss_dup_without_orig_sending_time_rejected(client: RawFixClient) -> No
     assert reject.get(371) == b"122"
 
 
+def test_embedded_soh_rejected_and_counted(client: RawFixClient) -> None:
+    client.logon()
+    request = client.build("1", [(112, "PING")], seq_num=2)
+    client.send_raw(_fix_checksum(request.replace(b"\x01112=PING\x01", b"\x01112=PI\x01NG\x01")))
+    client.next_seq_num = 3
+
+    reject = client.receive_type("3")
+    assert reject.get(45) == b"2"
+    assert reject.get(371) == b"112"
+    assert reject.get(372) == b"1"
+    assert reject.get(373) == b"17"
+    assert reject.get(58) == b"Non-data value includes field delimiter (SOH character)"
+
+    client.send("1", [(112, "AFTER")])
+    assert client.receive_type("0").get(112) == b"AFTER"
+
+
 def test_sequence_reset_reset_mode_moves_expected(client: RawFixClient) -> None:
     client.logon()
     client.send("4", [(36, 20)], seq_num=99)
