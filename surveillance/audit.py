@@ -716,7 +716,7 @@ class AuditTrail:
                 if self._writer.needs_restart():
                     loop = asyncio.get_running_loop()
                     await loop.run_in_executor(self._executor, self._writer.restart)
-                if batch.sent_as is not None and batch.sent_as <= self._writer.batch_no:
+                if batch.sent_as is not None and self._writer.committed_at_open(batch):
                     # Committed by a writer process that died before it replied.
                     logger.warning(
                         "audit trail %s: batch %d was committed before the writer process "

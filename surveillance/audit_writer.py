@@ -114,7 +114,7 @@ class Batch:
     payload: bytes | None = None
     # The batch number it was last sent as, and whether the file already contains it. A
     # writer process that died after its commit but before its reply leaves the batch
-    # committed, and its successor reports that.
+    # committed, and its successor's open finds the batch's rows in the file.
     sent_as: int | None = None
     settled: bool = False
 
@@ -465,6 +465,9 @@ class WriterProcess:
         self.path = path
         self.batch_no = 0
         self.head_hash = GENESIS_HASH
+        # The next row key of each table in the file when the writer process last opened
+        # it: every row below it had been committed by then.
+        self.opened_next_ids: dict[str, int] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         # Bytes received from the writer process and not yet parsed into replies.
@@ -501,8 +504,22 @@ class WriterProcess:
         stored = self._handle_reply(_read_frame(parent_end))
         if not isinstance(stored, StoredState):
             raise WriterProcessError(f"audit writer for {self.path!r} returned {stored!r} on open")
+        self.opened_next_ids = dict(stored.next_ids)
         parent_end.setblocking(False)
         return stored
+
+    def committed_at_open(self, batch: Batch) -> bool:
+        """Return True when the file contained ``batch`` when the writer process opened it.
+
+        A batch commits whole, so its first row decides. Batch numbers cannot decide: a
+        new writer process commits a batch of its own at open (its clock_log row), which
+        may take the number of a batch that its predecessor never committed.
+        """
+        for table, values in batch.tables.items():
+            if values:
+                # Every record starts with its row key (id, or seq for commands).
+                return bool(values[0] < self.opened_next_ids.get(table, 1))
+        return False
 
     def needs_restart(self) -> bool:
         """Return True when the writer process is gone or its stream is out of step."""

@@ -186,6 +186,7 @@ def _fixgw(*args: str) -> list[str]:
     return [sys.executable, "-m", "gateway.cli", *args]
 
 
+@needs_scripts
 def test_cli_reports_failing_script(tmp_path: Path) -> None:
     script = tmp_path / "wrong.def"
     script.write_bytes(_wire(

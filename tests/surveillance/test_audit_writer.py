@@ -121,7 +121,9 @@ def test_commit_before_lost_reply_kept_once(tmp_path: Path) -> None:
 
         async def lose_first_reply() -> bool:
             writer.receive = receive  # type: ignore[method-assign]
-            while query(path, "SELECT count(*) FROM audit_batches") == [(0,)]:
+            # Start-up commits a batch of its own (the clock_log row): wait for the
+            # messages.
+            while query(path, "SELECT count(*) FROM messages") == [(0,)]:
                 await asyncio.sleep(0.01)
             # The commit is in the file; the reply is lost with the process.
             writer._process.kill()
@@ -144,4 +146,45 @@ def test_commit_before_lost_reply_kept_once(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert released == [1]
     assert query(path, "SELECT msg_seq_num FROM messages ORDER BY id") == [(n,) for n in range(1, 7)]
+    assert verify_chain(path).ok
+
+
+def test_writer_lost_before_commit_resends(tmp_path: Path) -> None:
+    """A writer process that dies before the batch reaches it.
+
+    Its successor commits a clock_log batch at open, which takes the lost batch's
+    number. The trail must still send the lost batch again, and run its callbacks only
+    once it is in the file.
+    """
+    path = tmp_path / "audit.db"
+    released: list[int] = []
+
+    async def scenario() -> None:
+        trail = AuditTrail(path)
+        await trail.start()
+        writer = trail._writer
+        send = writer.send
+
+        async def die_before_send(batch: object, batch_no: int) -> None:
+            writer.send = send  # type: ignore[method-assign]
+            writer._process.kill()
+            writer._process.wait()
+            writer._broken = True
+            raise WriterProcessError("writer process killed before the batch reached it")
+
+        writer.send = die_before_send  # type: ignore[method-assign]
+        for msg_seq_num in range(1, 6):
+            trail.record_message(SESSION, "out", b"8=", msg_type="8", msg_seq_num=msg_seq_num)
+        trail.after_commit(lambda: released.append(len(query(path, "SELECT id FROM messages"))))
+        with pytest.raises(AuditTrailError, match="killed before the batch"):
+            await trail.flush()
+        assert released == []
+        await trail.flush()
+        assert trail.failed is None
+        assert trail.committed_rows == 5
+        await trail.close()
+
+    asyncio.run(scenario())
+    assert released == [5]
+    assert query(path, "SELECT msg_seq_num FROM messages ORDER BY id") == [(n,) for n in range(1, 6)]
     assert verify_chain(path).ok
