@@ -143,13 +143,17 @@ class Appliance:
             raise
         self._timer_task = asyncio.get_running_loop().create_task(self._run_timers())
         logger.info(
-            "appliance started: %d sessions, %d instruments, audit trail %s (%s writer), "
-            "matching engine %s",
-            len(self.sessions), len(self.engine.symbols), self.audit_path,
-            "C" if load_cwriter() is not None else "Python",
-            "with compiled fast paths" if self.engine.compiled else f"in {compiled_status()}",
+            "appliance started: %d sessions, %d instruments, audit trail %s, %s",
+            len(self.sessions), len(self.engine.symbols), self.audit_path, self.extensions,
         )
         return ports
+
+    @property
+    def extensions(self) -> str:
+        """The compiled extensions this appliance runs with, in words."""
+        engine = "with compiled fast paths" if self.engine.compiled else f"in {compiled_status()}"
+        writer = "C" if load_cwriter() is not None else "Python"
+        return f"matching engine {engine}, {writer} audit writer"
 
     async def stop(self) -> None:
         """Log every session out, stop listening and commit the audit trail."""

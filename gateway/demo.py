@@ -157,6 +157,7 @@ async def run_demo(
         latency_p50_us=p50,
         latency_p99_us=p99,
         audit_path=audit_path,
+        extensions=brokers.appliance.extensions,
     )
 
 

@@ -248,6 +248,7 @@ async def run_replay(
         latency_p99_us=p99,
         audit_path=audit_path,
         replay=replayer.figures(),
+        extensions=brokers.appliance.extensions,
     )
 
 

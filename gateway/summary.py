@@ -87,6 +87,8 @@ class RunSummary:
     audit_path: Path
     replay: ReplayFigures | None = None
     messages_sent: int = 0
+    # The compiled extensions of an appliance that ran in this process, in words.
+    extensions: str | None = None
 
     @property
     def throughput_orders_per_s(self) -> float:
@@ -118,6 +120,8 @@ def format_summary(summary: RunSummary) -> str:
     ]
     if summary.replay is not None:
         rows += _replay_rows(summary.replay)
+    if summary.extensions is not None:
+        rows.append(("extensions", summary.extensions))
     rows.append(("audit trail", str(summary.audit_path)))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
