@@ -34,6 +34,12 @@ actually cancelled by it and every book sees the same trades.
 fixgw runs with its compiled fast paths (``engine._cengine``) when they are built, and
 then once more without them, as "fixgw, pure Python", so both figures come from the same
 run. ``--floor`` times what the event contract costs in pure Python.
+
+A ratio between books moves from one process to the next by more than the runs within
+a process show. ``--processes N`` measures the throughput of each workload in N fresh
+processes, one after another, and prints each book's median and range, and the median
+and range of fixgw's ratio to it (each ratio taken within one process). It measures no
+latency.
 """
 
 from __future__ import annotations
@@ -41,9 +47,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import os
 import platform
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -598,15 +607,35 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="timed runs per book, best reported")
     parser.add_argument("--workload", choices=("limit", "mix", "wide"), action="append", help="run only these workloads")
     parser.add_argument("--floor", action="store_true", help="also time what the event contract costs per operation")
+    parser.add_argument(
+        "--processes", type=int, default=1, metavar="N",
+        help="measure throughput in N fresh processes per workload and print the spread (no latency)",
+    )
+    # One of those processes: print the throughput of each book as JSON.
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    print(f"python {platform.python_version()} on {platform.machine()}; --ops {args.ops} --repeat {args.repeat}")
-    books = peers()
+    if args.processes < 1:
+        parser.error(f"--processes must be 1 or more, got {args.processes}")
     specs = {
         "limit": (50, 0.0, 0.0),
         "mix": (50, 0.30, 0.10),
         "wide": (1000, 0.0, 0.0),
     }
+    if args.child:
+        (name,) = args.workload
+        with contextlib.redirect_stdout(sys.stderr):
+            books = peers()
+            workload = generate(name, args.ops, *specs[name])
+            throughput = measure_throughput(books, workload, args.repeat)
+        print(CHILD_RESULT + json.dumps({"throughput": throughput, "trades": workload.fills}))
+        return
+
+    print(f"python {platform.python_version()} on {platform.machine()}; --ops {args.ops} --repeat {args.repeat}")
+    if args.processes > 1:
+        for name in args.workload or list(specs):
+            print_spread(name, args.ops, measure_in_processes(name, args.ops, args.repeat, args.processes))
+        return
+    books = peers()
     workloads = []
     for name in args.workload or list(specs):
         spread, cancels, replaces = specs[name]
@@ -623,6 +652,45 @@ def main() -> None:
             print(f"note: {name}: {note}")
     if args.floor:
         measure_floor(workloads)
+
+
+CHILD_RESULT = "RESULT "
+
+
+def measure_in_processes(name: str, ops: int, repeat: int, processes: int) -> list[dict[str, Any]]:
+    """Run the throughput comparison of workload ``name`` in fresh processes, one after another."""
+    results = []
+    for _ in range(processes):
+        command = [
+            sys.executable, str(Path(__file__).resolve()), "--child", "--workload", name,
+            "--ops", str(ops), "--repeat", str(repeat),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.startswith(CHILD_RESULT)]
+        if done.returncode != 0 or not lines:
+            raise SystemExit(
+                f"a benchmark process for workload {name} failed with exit code "
+                f"{done.returncode}:\n{done.stderr[-2000:]}"
+            )
+        results.append(json.loads(lines[-1][len(CHILD_RESULT):]))
+    return results
+
+
+def print_spread(name: str, ops: int, results: list[dict[str, Any]]) -> None:
+    """Print each book's median and range over the processes, and fixgw's ratio to it."""
+    throughputs = [result["throughput"] for result in results]
+    print(f"\n## workload {name}: {ops:,} operations, {results[0]['trades']:,} trades, "
+          f"{len(results)} processes")
+    print(f"{'book':<29} {'ops/s median':>13} {'range':>23}   fixgw is: median, range")
+    for book in throughputs[0]:
+        values = [run[book] for run in throughputs]
+        ratios = [run["fixgw"] / run[book] for run in throughputs]
+        span = f"{min(values):,.0f} to {max(values):,.0f}"
+        ratio = (
+            f"{statistics.median(ratios):.2f}x, {min(ratios):.2f}x to {max(ratios):.2f}x"
+            if book != "fixgw" else ""
+        )
+        print(f"{book:<29} {statistics.median(values):>13,.0f} {span:>23}   {ratio}")
 
 
 if __name__ == "__main__":
