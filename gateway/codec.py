@@ -66,8 +66,11 @@ _HEADER = re.compile(
 _TRAILER_SIZE = 7
 
 # Data fields as length tag -> data tag, from FIX 4.2 to FIX 5.0 SP2.
-# NOTE: later extension packs define more data fields. A message with one of those is
-# garbled when the value contains SOH, until its tags are added here.
+# NOTE: later extension packs define more data fields (EncodedRejectText (1665) and others
+# in QuickFIX's FIX50SP2.xml). Until their tags are added here, a SOH in one of those
+# values is read as a SOH in a non-data value, which the session rejects with
+# SessionRejectReason (373) 17. When the bytes after that SOH contain "=", the frame is
+# garbled or gains an extra field instead.
 _DATA_FIELDS: dict[int, int] = {
     90: 91,  # SecureDataLen, SecureData
     93: 89,  # SignatureLength, Signature

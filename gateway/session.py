@@ -21,7 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 from gateway import tags
-from gateway.codec import FixMessage, decode_message, encode
+from gateway.codec import SOH, FixMessage, decode_message, encode
 from gateway.dictionary import (
     STANDARD_HEADER_TAGS,
     DataDictionary,
@@ -740,14 +740,18 @@ class Session:
 
     def reverse_route(self, message: FixMessage) -> list[Field]:
         """Return the routing header of a reply to ``message``: OnBehalfOf* as DeliverTo*
-        and DeliverTo* as OnBehalfOf*."""
+        and DeliverTo* as OnBehalfOf*.
+
+        A value that contains SOH is left out, because encode() cannot send it, and the
+        Reject (3) of that message must still go out.
+        """
         pairs: tuple[tuple[int, int], ...] = _REVERSED_ROUTING
         if self.begin_string != "FIX.4.0":
             pairs = pairs + _REVERSED_LOCATIONS
         header: list[Field] = []
         for inbound_tag, reply_tag in pairs:
             value = message.get(inbound_tag)
-            if value:
+            if value and SOH not in value:
                 header.append((reply_tag, value))
         return header
 

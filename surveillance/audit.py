@@ -716,7 +716,7 @@ class AuditTrail:
                 if self._writer.needs_restart():
                     loop = asyncio.get_running_loop()
                     await loop.run_in_executor(self._executor, self._writer.restart)
-                if batch.sent_as is not None and self._writer.committed_at_open(batch):
+                if self._committed_before_restart(batch):
                     # Committed by a writer process that died before it replied.
                     logger.warning(
                         "audit trail %s: batch %d was committed before the writer process "
@@ -733,6 +733,23 @@ class AuditTrail:
                 self._fail_flush_waiters()
                 return False
         return True
+
+    def _committed_before_restart(self, batch: Batch) -> bool:
+        """Return True when a batch sent before was in the file when the writer opened it.
+
+        A batch of session_store upserts only has no row key to look up. The writer
+        process commits batches in the order sent, so the first later batch that was sent
+        with table rows decides for it. Sending it again after that batch committed would
+        put an older session state back over a newer one.
+        """
+        if batch.sent_as is None:
+            return False
+        if any(batch.tables.values()):
+            return self._writer.committed_at_open(batch)
+        for later in self._batches:
+            if later.sent_as is not None and any(later.tables.values()):
+                return self._writer.committed_at_open(later)
+        return False
 
     async def _receive_outcome(self, batch: Batch) -> bool:
         """Wait until the writer process has committed ``batch``, the oldest one sent."""

@@ -147,6 +147,21 @@ def test_embedded_soh_rejected_and_counted(client: RawFixClient) -> None:
     assert client.receive_type("0").get(112) == b"AFTER"
 
 
+def test_embedded_soh_in_routing_rejected(client: RawFixClient) -> None:
+    client.logon()
+    request = client.build("1", [(112, "PING")], seq_num=2, header=[(115, "DESK")])
+    client.send_raw(_fix_checksum(request.replace(b"\x01115=DESK\x01", b"\x01115=DE\x01SK\x01")))
+    client.next_seq_num = 3
+
+    reject = client.receive_type("3")
+    assert reject.get(371) == b"115"
+    assert reject.get(373) == b"17"
+    assert reject.get(128) is None
+
+    client.send("1", [(112, "AFTER")])
+    assert client.receive_type("0").get(112) == b"AFTER"
+
+
 def test_sequence_reset_reset_mode_moves_expected(client: RawFixClient) -> None:
     client.logon()
     client.send("4", [(36, 20)], seq_num=99)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -104,6 +105,23 @@ def test_trail_resends_batches_in_order(tmp_path: Path) -> None:
 
 
 
+async def _kill_after_messages_commit(path: Path, writer: WriterProcess, reason: str) -> bool:
+    """Wait until the file has messages, then kill the writer process before it replies."""
+    # Start-up commits a batch of its own (the clock_log row), so wait for the messages.
+    while query(path, "SELECT count(*) FROM messages") == [(0,)]:
+        await asyncio.sleep(0.01)
+    _kill(writer, reason)
+
+
+def _kill(writer: WriterProcess, reason: str) -> NoReturn:
+    """Kill the writer process, as a crash would, and raise what the trail then sees."""
+    assert writer._process is not None
+    writer._process.kill()
+    writer._process.wait()
+    writer._broken = True
+    raise WriterProcessError(reason)
+
+
 def test_commit_before_lost_reply_kept_once(tmp_path: Path) -> None:
     """A writer process that dies after its commit but before the loop reads its reply.
 
@@ -121,15 +139,10 @@ def test_commit_before_lost_reply_kept_once(tmp_path: Path) -> None:
 
         async def lose_first_reply() -> bool:
             writer.receive = receive  # type: ignore[method-assign]
-            # Start-up commits a batch of its own (the clock_log row): wait for the
-            # messages.
-            while query(path, "SELECT count(*) FROM messages") == [(0,)]:
-                await asyncio.sleep(0.01)
             # The commit is in the file; the reply is lost with the process.
-            writer._process.kill()
-            writer._process.wait()
-            writer._broken = True
-            raise WriterProcessError("writer process killed after its commit")
+            return await _kill_after_messages_commit(
+                path, writer, "writer process killed after its commit"
+            )
 
         writer.receive = lose_first_reply  # type: ignore[method-assign]
         for msg_seq_num in range(1, 6):
@@ -167,10 +180,7 @@ def test_writer_lost_before_commit_resends(tmp_path: Path) -> None:
 
         async def die_before_send(batch: object, batch_no: int) -> None:
             writer.send = send  # type: ignore[method-assign]
-            writer._process.kill()
-            writer._process.wait()
-            writer._broken = True
-            raise WriterProcessError("writer process killed before the batch reached it")
+            _kill(writer, "writer process killed before the batch reached it")
 
         writer.send = die_before_send  # type: ignore[method-assign]
         for msg_seq_num in range(1, 6):
@@ -187,4 +197,46 @@ def test_writer_lost_before_commit_resends(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert released == [5]
     assert query(path, "SELECT msg_seq_num FROM messages ORDER BY id") == [(n,) for n in range(1, 6)]
+    assert verify_chain(path).ok
+
+
+def test_lost_upsert_batch_not_replayed(tmp_path: Path) -> None:
+    """A batch of session_store upserts only, committed before the writer process died.
+
+    It has no row key to look up, but a later batch that was committed with it shows
+    that it is in the file. Sending it again would put back the older MsgSeqNum (34)
+    state over the later batch's upsert.
+    """
+    path = tmp_path / "audit.db"
+
+    async def scenario() -> None:
+        trail = AuditTrail(path)
+        await trail.start()
+        writer = trail._writer
+        receive = writer.receive
+
+        async def lose_replies() -> bool:
+            writer.receive = receive  # type: ignore[method-assign]
+            # Both batches are in the file once the second one's message is.
+            return await _kill_after_messages_commit(
+                path, writer, "writer process killed after its commits"
+            )
+
+        writer.receive = lose_replies  # type: ignore[method-assign]
+        trail.save_session_state(SESSION, next_sender_seq_num=5, next_target_seq_num=5)
+        trail._close_open_batch()
+        trail.record_message(SESSION, "out", b"8=", msg_type="8", msg_seq_num=5)
+        trail.save_session_state(SESSION, next_sender_seq_num=6, next_target_seq_num=5)
+        trail._close_open_batch()
+        with pytest.raises(AuditTrailError, match="killed after its commits"):
+            await trail.flush()
+        await trail.flush()
+        assert trail.failed is None
+        assert trail.committed_rows == 3
+        await trail.close()
+
+    asyncio.run(scenario())
+    stored = query(path, "SELECT next_sender_seq_num, next_target_seq_num FROM session_store")
+    assert stored == [(6, 5)]
+    assert query(path, "SELECT msg_seq_num FROM messages") == [(5,)]
     assert verify_chain(path).ok
