@@ -530,7 +530,7 @@ done:
 
 /* A session's ClOrdID (11) index: ClOrdID -> the latest order that used it, as a dict
  * would hold it. Beside the table of entries, which keep each key's hash, a byte per
- * slot tells whether the slot is empty, removed or live, and for a live slot gives 7 bits
+ * slot records whether the slot is empty, removed or live, and for a live slot 7 bits
  * of the key's hash. A probe reads these bytes and reads an entry only where the bits
  * match. The bytes of an index of 100,000 ClOrdIDs take 256 KiB and stay in the CPU's
  * cache while the entries do not, so a ClOrdID the session has not used, as a new order
@@ -995,21 +995,21 @@ static PyTypeObject Index_type = {
  * popitem and move_to_end). Orders are compared by identity, as the engine's orders
  * compare, so a lookup hashes the object's address and calls no Python code.
  *
- * Orders sit in an array in arrival order. A removed order leaves a hole, which the next
- * compaction closes; no order before ``start`` is live, so the first order is read
+ * Orders sit in an array in arrival order. A removed order leaves a hole until the next
+ * compaction closes it. No order before ``start`` is live, so the first order is read
  * without a search. A table, probed linearly, maps an order's address to its position.
- * An OrderedDict allocates a node per order and reads its dict twice for each change; a
+ * An OrderedDict allocates a node per order and reads its dict twice for each change. A
  * level that fills from the front and grows at the back also resizes its table of nodes
  * again and again. */
 typedef struct {
     PyObject_HEAD
-    PyObject **items;    /* orders by position; NULL where one was removed */
+    PyObject **items;    /* orders by position, NULL where one was removed */
     Py_ssize_t cap;      /* length of items */
-    Py_ssize_t start;    /* position of the first order; nothing live before it */
-    Py_ssize_t end;      /* one past the last order; positions in use are [start, end) */
+    Py_ssize_t start;    /* position of the first order, with nothing live before it */
+    Py_ssize_t end;      /* one past the last order, so positions in use are [start, end) */
     Py_ssize_t count;    /* live orders */
-    Py_ssize_t *table;   /* position + 1 of an order; QUEUE_EMPTY or QUEUE_REMOVED */
-    Py_ssize_t mask;     /* table size - 1; the size is a power of two */
+    Py_ssize_t *table;   /* position + 1 of an order, or QUEUE_EMPTY or QUEUE_REMOVED */
+    Py_ssize_t mask;     /* table size - 1 (the size is a power of two) */
     Py_ssize_t filled;   /* table slots not QUEUE_EMPTY */
     size_t version;      /* changes whenever membership or order changes */
 } QueueObject;
@@ -1130,12 +1130,12 @@ queue_rebuild(QueueObject *q, Py_ssize_t cap, Py_ssize_t lead)
     return 0;
 }
 
-/* Add ``order`` at the back; it must not be in the queue. Takes a new reference. */
+/* Add ``order``, which must not be in the queue, at the back. Takes a new reference. */
 static int
 queue_append(QueueObject *q, PyObject *order)
 {
     if (q->end == q->cap) {
-        /* Close the holes when they are at least half the array; grow it otherwise. */
+        /* Close the holes when they are at least half the array, otherwise grow it. */
         Py_ssize_t cap = q->count * 2 <= q->cap && q->cap > 0 ? q->cap
             : (q->cap < 4 ? 4 : q->cap * 2);
         if (queue_rebuild(q, cap, 0) < 0) {
@@ -1207,7 +1207,8 @@ queue_take(QueueObject *q, Py_ssize_t slot)
     return order;
 }
 
-/* The position of the last order; the queue is not empty. queue_take keeps it live. */
+/* Return the position of the last order of a queue that is not empty. queue_take keeps
+ * that position live. */
 static inline Py_ssize_t
 queue_last_pos(QueueObject *q)
 {
@@ -1353,17 +1354,17 @@ Queue_move_to_end(QueueObject *q, PyObject *args, PyObject *kwargs)
             }
             slot = queue_slot(q, order);
         }
-        PyObject *taken = queue_take(q, slot);
-        q->items[q->end] = taken;
-        queue_table_put(q, taken, q->end);
+        PyObject *moved = queue_take(q, slot);
+        q->items[q->end] = moved;
+        queue_table_put(q, moved, q->end);
         q->end += 1;
         q->count += 1;
         return Py_NewRef(Py_None);
     }
     if (q->start == 0 || 3 * (q->filled + 1) > 2 * (q->mask + 1)) {
         /* Leave as many free positions before the orders, and after them, as there are
-         * orders, so that a rebuild, which costs O(count), comes at most once per
-         * count moves to the front or appends. */
+         * orders. The O(count) rebuild then comes only after about count more moves to
+         * the front or appends. */
         Py_ssize_t cap = 3 * q->count > q->cap ? 3 * q->count : q->cap;
         if (queue_rebuild(q, cap, q->count) < 0) {
             return NULL;
@@ -1371,12 +1372,12 @@ Queue_move_to_end(QueueObject *q, PyObject *args, PyObject *kwargs)
         slot = queue_slot(q, order);
     }
     Py_ssize_t start = q->start;
-    PyObject *taken = queue_take(q, slot);
-    /* queue_take advanced start past the hole only if the order was first, which it is
+    PyObject *moved = queue_take(q, slot);
+    /* queue_take moves start past the hole only when the order was first, which it is
      * not, so start - 1 is free. */
     q->start = start - 1;
-    q->items[q->start] = taken;
-    queue_table_put(q, taken, q->start);
+    q->items[q->start] = moved;
+    queue_table_put(q, moved, q->start);
     q->count += 1;
     return Py_NewRef(Py_None);
 }
@@ -1396,10 +1397,10 @@ Queue_repr(QueueObject *q)
     return text;
 }
 
-/* Iteration, oldest first; a change of the queue ends it with RuntimeError, as it does
- * an OrderedDict's. As with an OrderedDict, an iterator that has returned the last
- * order (or began on an empty queue) is exhausted, so a later change raises nothing:
- * ``pos`` is the position of the next order, found when the one before is returned. */
+/* Iteration, oldest first. As with an OrderedDict, a change of the queue ends it with
+ * RuntimeError, but an iterator that has returned the last order (or began on an empty
+ * queue) is already exhausted and raises nothing. ``pos`` is the position of the next
+ * order, found when the one before is returned. */
 typedef struct {
     PyObject_HEAD
     QueueObject *queue;
@@ -1840,7 +1841,7 @@ error:
     return -1;
 }
 
-/* The first order of a level's OrderQueue (borrowed); the queue is not empty. */
+/* Return the first order (borrowed) of a level's OrderQueue, which must not be empty. */
 static inline PyObject *
 first_order(PyObject *orders)
 {

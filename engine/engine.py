@@ -217,7 +217,7 @@ class MatchingEngine:
         if instrument.symbol in self._books:
             raise DuplicateInstrumentError(f"symbol {instrument.symbol!r} is already listed")
         # Compiled engines keep each level's orders in the compiled OrderQueue, which the
-        # fast paths read directly; OrderedDict otherwise.
+        # fast paths read directly. The pure-Python engine uses an OrderedDict.
         queue_type = _cengine.OrderQueue if self.compiled else OrderedDict
         self._books[instrument.symbol] = OrderBook(instrument, queue_type)
         logger.debug("listed symbol %s", instrument.symbol)

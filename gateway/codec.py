@@ -170,7 +170,10 @@ class FixMessage:
 
     __slots__ = ("_raw", "_tokens", "_index", "_begin_string", "_msg_type", "_embedded_soh_tag")
 
-    def __init__(self, raw: bytes, tokens: list[bytes], index: dict[bytes, bytes]) -> None:
+    def __init__(
+        self, raw: bytes, tokens: list[bytes], index: dict[bytes, bytes],
+        embedded_soh_tag: int | None = None,
+    ) -> None:
         """Wrap fields that _parse_message has checked.
 
         ``tokens`` alternates tag and value in wire order ([b"8", b"FIX.4.4", b"9", ...]),
@@ -181,7 +184,7 @@ class FixMessage:
         self._index = index
         self._begin_string = tokens[1].decode("latin-1")
         self._msg_type = tokens[5].decode("latin-1")
-        self._embedded_soh_tag: int | None = None
+        self._embedded_soh_tag = embedded_soh_tag
 
     @property
     def raw(self) -> bytes:
@@ -330,9 +333,7 @@ def _parse_message_exact(raw: bytes) -> FixMessage | str:
         return f"the last field is tag {tokens[-2].decode()}, expected CheckSum (10)"
     if tokens[4] != b"35" or not tokens[5]:
         return _msg_type_error(tokens)
-    message = FixMessage(raw, tokens, _index_first_values(tokens))
-    message._embedded_soh_tag = embedded_soh_tag
-    return message
+    return FixMessage(raw, tokens, _index_first_values(tokens), embedded_soh_tag)
 
 
 def _msg_type_error(tokens: list[bytes]) -> str:

@@ -1,4 +1,4 @@
-"""The compiled OrderQueue behaves as the OrderedDict a price level used, for orders."""
+"""The compiled OrderQueue behaves as an OrderedDict of orders does."""
 
 from __future__ import annotations
 
@@ -280,7 +280,7 @@ def test_moves_to_front() -> None:
 
 
 def test_churn_after_deep_level() -> None:
-    # A level that was 65,536 deep keeps one order; new orders join and leave behind it.
+    # A level that was 65,536 deep keeps one order, and new orders join and leave behind it.
     items = [Item(n) for n in range(1 << 16)]
     queue = OrderQueue()
     for item in items:

@@ -105,16 +105,34 @@ def test_trail_resends_batches_in_order(tmp_path: Path) -> None:
 
 
 
-async def _kill_after_messages_commit(path: Path, writer: WriterProcess, reason: str) -> bool:
-    """Wait until the file has messages, then kill the writer process before it replies."""
-    # Start-up commits a batch of its own (the clock_log row), so wait for the messages.
-    while query(path, "SELECT count(*) FROM messages") == [(0,)]:
-        await asyncio.sleep(0.01)
-    _kill(writer, reason)
+def _lose_next_reply(path: Path, writer: WriterProcess, reason: str) -> None:
+    """Make the writer's next reply go missing: kill the writer process once the file has
+    the messages, as a crash after the commit would."""
+    receive = writer.receive
+
+    async def lose_reply() -> bool:
+        writer.receive = receive  # type: ignore[method-assign]
+        # Start-up commits a batch of its own (the clock_log row), so wait for the messages.
+        while query(path, "SELECT count(*) FROM messages") == [(0,)]:
+            await asyncio.sleep(0.01)
+        _kill(writer, reason)
+
+    writer.receive = lose_reply  # type: ignore[method-assign]
+
+
+def _lose_next_send(writer: WriterProcess, reason: str) -> None:
+    """Kill the writer process instead of sending it the next batch."""
+    send = writer.send
+
+    async def die_before_send(batch: object, batch_no: int) -> None:
+        writer.send = send  # type: ignore[method-assign]
+        _kill(writer, reason)
+
+    writer.send = die_before_send  # type: ignore[method-assign]
 
 
 def _kill(writer: WriterProcess, reason: str) -> NoReturn:
-    """Kill the writer process, as a crash would, and raise what the trail then sees."""
+    """Kill the writer process, as a crash would, and raise the error the trail receives."""
     assert writer._process is not None
     writer._process.kill()
     writer._process.wait()
@@ -134,17 +152,7 @@ def test_commit_before_lost_reply_kept_once(tmp_path: Path) -> None:
     async def scenario() -> None:
         trail = AuditTrail(path)
         await trail.start()
-        writer = trail._writer
-        receive = writer.receive
-
-        async def lose_first_reply() -> bool:
-            writer.receive = receive  # type: ignore[method-assign]
-            # The commit is in the file; the reply is lost with the process.
-            return await _kill_after_messages_commit(
-                path, writer, "writer process killed after its commit"
-            )
-
-        writer.receive = lose_first_reply  # type: ignore[method-assign]
+        _lose_next_reply(path, trail._writer, "writer process killed after its commit")
         for msg_seq_num in range(1, 6):
             trail.record_message(SESSION, "out", b"8=", msg_type="8", msg_seq_num=msg_seq_num)
         trail.after_commit(lambda: released.append(1))
@@ -175,14 +183,7 @@ def test_writer_lost_before_commit_resends(tmp_path: Path) -> None:
     async def scenario() -> None:
         trail = AuditTrail(path)
         await trail.start()
-        writer = trail._writer
-        send = writer.send
-
-        async def die_before_send(batch: object, batch_no: int) -> None:
-            writer.send = send  # type: ignore[method-assign]
-            _kill(writer, "writer process killed before the batch reached it")
-
-        writer.send = die_before_send  # type: ignore[method-assign]
+        _lose_next_send(trail._writer, "writer process killed before the batch reached it")
         for msg_seq_num in range(1, 6):
             trail.record_message(SESSION, "out", b"8=", msg_type="8", msg_seq_num=msg_seq_num)
         trail.after_commit(lambda: released.append(len(query(path, "SELECT id FROM messages"))))
@@ -212,17 +213,8 @@ def test_lost_upsert_batch_not_replayed(tmp_path: Path) -> None:
     async def scenario() -> None:
         trail = AuditTrail(path)
         await trail.start()
-        writer = trail._writer
-        receive = writer.receive
-
-        async def lose_replies() -> bool:
-            writer.receive = receive  # type: ignore[method-assign]
-            # Both batches are in the file once the second one's message is.
-            return await _kill_after_messages_commit(
-                path, writer, "writer process killed after its commits"
-            )
-
-        writer.receive = lose_replies  # type: ignore[method-assign]
+        # Both batches are in the file once the second one's message is.
+        _lose_next_reply(path, trail._writer, "writer process killed after its commits")
         trail.save_session_state(SESSION, next_sender_seq_num=5, next_target_seq_num=5)
         trail._close_open_batch()
         trail.record_message(SESSION, "out", b"8=", msg_type="8", msg_seq_num=5)
