@@ -40,15 +40,12 @@
 enum {
     O_ORDER_ID, O_SESSION_ID, O_CL_ORD_ID, O_SYMBOL, O_SIDE, O_ORD_TYPE, O_TIME_IN_FORCE,
     O_PRICE, O_ORDER_QTY, O_CUM_QTY, O_LEAVES_QTY, O_VISIBLE_QTY, O_CUM_NOTIONAL,
-    O_ORD_STATUS, O_ACCOUNT, O_SEQ, O_NUM, O_STOP_PX, O_DISPLAY_QTY, O_MIN_QTY,
-    O_POST_ONLY, O_EXPIRE_TIME_US, O_EXPIRE_DATE, O_FIRM, O_SELF_MATCH, O_TRIGGERED,
-    O_COUNT
+    O_ORD_STATUS, O_ACCOUNT, O_SEQ, O_NUM, O_TERMS, O_FIRM, O_COUNT
 };
 static const char *ORDER_SLOTS[O_COUNT] = {
     "order_id", "session_id", "cl_ord_id", "symbol", "side", "ord_type", "time_in_force",
     "price", "order_qty", "cum_qty", "leaves_qty", "visible_qty", "cum_notional",
-    "ord_status", "account", "seq", "num", "stop_px", "display_qty", "min_qty",
-    "post_only", "expire_time_us", "expire_date", "firm", "self_match", "triggered",
+    "ord_status", "account", "seq", "_num", "terms", "firm",
 };
 
 enum { L_PRICE, L_TOTAL_QTY, L_LEAVES_QTY, L_ORDERS, L_COUNT };
@@ -103,6 +100,7 @@ static Py_ssize_t new_off[N_COUNT], cancel_off[C_COUNT], replace_off[R_COUNT];
 
 /* Classes and enum members, set by configure(). */
 static PyTypeObject *Order_type, *PriceLevel_type, *OrderBook_type, *ExecutionEvent_type, *Trade_type;
+static PyTypeObject *Firm_type;
 static PyObject *NewOrder_type, *CancelOrder_type, *ReplaceOrder_type;
 static PyObject *BUY, *LIMIT, *CONTINUOUS, *DAY, *GTC, *SMP_NONE;
 static PyObject *ST_NEW, *ST_PARTIALLY_FILLED, *ST_FILLED, *ST_CANCELED;
@@ -216,9 +214,9 @@ configure(PyObject *module, PyObject *ns)
     TAKE(cls, "Instrument");
     failed = failed || slot_offsets(cls, INSTRUMENT_SLOTS, instrument_off, I_COUNT);
     Py_DECREF(cls);
-    TAKE(cls, "Firm");
-    failed = failed || slot_offsets(cls, FIRM_SLOTS, firm_off, F_COUNT);
-    Py_DECREF(cls);
+    Py_CLEAR(Firm_type);
+    TAKE(Firm_type, "Firm");
+    failed = failed || slot_offsets((PyObject *)Firm_type, FIRM_SLOTS, firm_off, F_COUNT);
     if (failed) {
         return NULL;
     }
@@ -328,6 +326,14 @@ as_ll(PyObject *obj, int *ok)
     return value;
 }
 
+/* An int equal to 0: the value Order.display_qty takes without creating the order's
+ * terms, where None or False would create them. */
+static inline int
+is_zero_int(PyObject *obj)
+{
+    return PyLong_CheckExact(obj) && Py_SIZE(obj) == 0;
+}
+
 static inline int
 is_false_value(PyObject *obj)  /* 0, False or None: Python's "not obj" for these slots */
 {
@@ -403,7 +409,9 @@ new_untracked(PyTypeObject *type)
 #define PUT_NEW(tuple, i, value) PyTuple_SET_ITEM(tuple, i, value)
 
 /* An ExecutionEvent in the field order of engine.events: the fields a report or a fill
- * sets are given, the others are the order's. Steals exec_id and borrows the rest. */
+ * sets are given, the others are the order's. The order has no terms (Order.terms is
+ * None), so those fields take their defaults: the fast paths take no other order.
+ * Steals exec_id and borrows the rest. */
 static PyObject *
 execution_event(PyObject *order, PyObject *exec_id, PyObject *exec_type, PyObject *status,
                 PyObject *orig_cl_ord_id, PyObject *symbol, PyObject *price,
@@ -436,12 +444,12 @@ execution_event(PyObject *order, PyObject *exec_id, PyObject *exec_type, PyObjec
     PUT(e, 18, trade_id);
     PUT(e, 19, Py_None);
     PUT(e, 20, s_empty);
-    PUT(e, 21, SLOT(order, order_off[O_STOP_PX]));
-    PUT(e, 22, SLOT(order, order_off[O_DISPLAY_QTY]));
-    PUT(e, 23, SLOT(order, order_off[O_MIN_QTY]));
-    PUT(e, 24, SLOT(order, order_off[O_POST_ONLY]));
-    PUT(e, 25, SLOT(order, order_off[O_EXPIRE_TIME_US]));
-    PUT(e, 26, SLOT(order, order_off[O_EXPIRE_DATE]));
+    PUT(e, 21, Py_None);    /* stop_px */
+    PUT(e, 22, s_zero);     /* display_qty */
+    PUT(e, 23, s_zero);     /* min_qty */
+    PUT(e, 24, Py_False);   /* post_only */
+    PUT(e, 25, Py_None);    /* expire_time_us */
+    PUT(e, 26, Py_None);    /* expire_date */
     return e;
 }
 
@@ -1858,7 +1866,6 @@ match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *op
 {
     PyObject *keys = SLOT(opposite, side_off[S_KEYS]);
     PyObject *levels = SLOT(opposite, side_off[S_LEVELS]);
-    PyObject *self_match = SLOT(order, order_off[O_SELF_MATCH]);
     PyObject *firm = SLOT(order, order_off[O_FIRM]);
     int ok = 1;
     long long leaves = as_ll(SLOT(order, order_off[O_LEAVES_QTY]), &ok);
@@ -1871,6 +1878,16 @@ match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *op
     PyObject *last_cum = NULL, *last_leaves = NULL, *last_notional = NULL, *last_take = NULL;
     int delegate = !ok;
     int result = 0;
+    /* Whether the order's firm prevents self-matches (Order.self_match is not None). */
+    int self_match = 0;
+    if (firm != Py_None) {
+        if (Py_IS_TYPE(firm, Firm_type)) {
+            self_match = SLOT(firm, firm_off[F_SELF_MATCH_PREVENTION]) != SMP_NONE;
+        }
+        else {
+            delegate = 1;
+        }
+    }
 
     while (!delegate && PyList_GET_SIZE(keys) > 0) {
         PyObject *key = PyList_GET_ITEM(keys, PyList_GET_SIZE(keys) - 1);
@@ -1903,8 +1920,8 @@ match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *op
         }
         while (level_count(orders) > 0) {
             PyObject *resting = first_order(orders);
-            if ((self_match != Py_None && SLOT(resting, order_off[O_FIRM]) == firm)
-                || !is_false_value(SLOT(resting, order_off[O_DISPLAY_QTY]))) {
+            if ((self_match && SLOT(resting, order_off[O_FIRM]) == firm)
+                || SLOT(resting, order_off[O_TERMS]) != Py_None) {
                 delegate = 1;
                 break;
             }
@@ -1948,6 +1965,7 @@ match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *op
             }
             else {
                 set_slot_ref(resting, order_off[O_ORD_STATUS], ST_FILLED);
+                set_slot_ref(resting, order_off[O_SEQ], s_zero);
                 if (level_remove(orders, resting) < 0) {
                     Py_DECREF(resting);
                     Py_DECREF(key);
@@ -2226,7 +2244,8 @@ new_order(Accel *a, PyObject *cmd)
     }
     PyObject *zero = PyLong_FromLong(0);
     SLOT(order, order_off[O_ORDER_ID]) = order_id;
-    SLOT(order, order_off[O_NUM]) = PyLong_FromLongLong(c->order_count);
+    /* None: the arrival number is the digits ending the OrderID (Order.num). */
+    SLOT(order, order_off[O_NUM]) = Py_NewRef(Py_None);
     SLOT(order, order_off[O_SESSION_ID]) = Py_NewRef(session_id);
     SLOT(order, order_off[O_CL_ORD_ID]) = Py_NewRef(cl_ord_id);
     SLOT(order, order_off[O_SYMBOL]) = Py_NewRef(symbol);
@@ -2242,19 +2261,9 @@ new_order(Accel *a, PyObject *cmd)
     SLOT(order, order_off[O_ORD_STATUS]) = Py_NewRef(ST_NEW);
     SLOT(order, order_off[O_ACCOUNT]) = Py_NewRef(SLOT(cmd, new_off[N_ACCOUNT]));
     SLOT(order, order_off[O_SEQ]) = Py_NewRef(zero);
-    SLOT(order, order_off[O_STOP_PX]) = Py_NewRef(Py_None);
-    SLOT(order, order_off[O_DISPLAY_QTY]) = Py_NewRef(zero);
-    SLOT(order, order_off[O_MIN_QTY]) = Py_NewRef(zero);
-    SLOT(order, order_off[O_POST_ONLY]) = Py_NewRef(Py_False);
-    SLOT(order, order_off[O_EXPIRE_TIME_US]) = Py_NewRef(Py_None);
-    SLOT(order, order_off[O_EXPIRE_DATE]) = Py_NewRef(Py_None);
+    SLOT(order, order_off[O_TERMS]) = Py_NewRef(Py_None);
     SLOT(order, order_off[O_FIRM]) = Py_NewRef(Py_None);
-    SLOT(order, order_off[O_SELF_MATCH]) = Py_NewRef(Py_None);
-    SLOT(order, order_off[O_TRIGGERED]) = Py_NewRef(Py_True);
     Py_DECREF(zero);
-    if (SLOT(order, order_off[O_NUM]) == NULL) {
-        goto error;
-    }
     /* A ClOrdID (11) the session used before takes the full checks in Python; one
      * lookup both finds that out and indexes the new order. */
     PyObject *holder = index_put((IndexObject *)cl_ord_ids, cl_ord_id, order, 1);
@@ -2274,10 +2283,6 @@ new_order(Accel *a, PyObject *cmd)
     PyObject *firm = PyDict_GetItemWithError(a->firms, session_id);
     if (firm != NULL) {
         set_slot_ref(order, order_off[O_FIRM], firm);
-        PyObject *smp = SLOT(firm, firm_off[F_SELF_MATCH_PREVENTION]);
-        if (smp != SMP_NONE) {
-            set_slot_ref(order, order_off[O_SELF_MATCH], smp);
-        }
     }
     else if (PyErr_Occurred()) {
         goto error;
@@ -2380,7 +2385,7 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
     PyObject *status = SLOT(order, order_off[O_ORD_STATUS]);
     if (SLOT(order, order_off[O_SIDE]) != side
         || (status != ST_NEW && status != ST_PARTIALLY_FILLED)
-        || SLOT(order, order_off[O_TRIGGERED]) != Py_True) {
+        || SLOT(order, order_off[O_TERMS]) != Py_None) {
         return NULL;
     }
     if (!PyUnicode_CheckExact(SLOT(order, order_off[O_SYMBOL]))) {
@@ -2443,6 +2448,7 @@ unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key)
     if (level_remove(SLOT(level, level_off[L_ORDERS]), order) < 0) {
         return -1;
     }
+    set_slot_ref(order, order_off[O_SEQ], s_zero);
     int ok = 1;
     long long total = as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
     long long leaves = as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
@@ -2528,7 +2534,7 @@ replace_order(Accel *a, PyObject *cmd)
     PyObject *tif = SLOT(cmd, replace_off[R_TIME_IN_FORCE]);
     if (!PyUnicode_CheckExact(cl_ord_id) || SLOT(cmd, replace_off[R_ORD_TYPE]) != LIMIT
         || (tif != DAY && tif != GTC) || SLOT(cmd, replace_off[R_STOP_PX]) != Py_None
-        || !is_false_value(SLOT(cmd, replace_off[R_DISPLAY_QTY]))
+        || !is_zero_int(SLOT(cmd, replace_off[R_DISPLAY_QTY]))
         || SLOT(cmd, replace_off[R_EXPIRE_TIME_US]) != Py_None
         || SLOT(cmd, replace_off[R_EXPIRE_DATE]) != Py_None) {
         return NOT_TAKEN;
@@ -2541,9 +2547,7 @@ replace_order(Accel *a, PyObject *cmd)
     if (order == NULL) {
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
     }
-    if (SLOT(order, order_off[O_ORD_TYPE]) != LIMIT
-        || !is_false_value(SLOT(order, order_off[O_DISPLAY_QTY]))
-        || !is_false_value(SLOT(order, order_off[O_POST_ONLY]))) {
+    if (SLOT(order, order_off[O_ORD_TYPE]) != LIMIT) {
         return NOT_TAKEN;
     }
     PyObject *book, *instrument;
@@ -2588,8 +2592,6 @@ replace_order(Accel *a, PyObject *cmd)
         goto error;
     }
     set_slot_ref(order, order_off[O_TIME_IN_FORCE], tif);
-    set_slot_ref(order, order_off[O_EXPIRE_TIME_US], Py_None);
-    set_slot_ref(order, order_off[O_EXPIRE_DATE], Py_None);
     long long leaves = qty - cum_qty;
     if (price == old_price && qty <= order_qty) {
         /* Amend down in place: time priority stays. */
@@ -2624,7 +2626,6 @@ replace_order(Accel *a, PyObject *cmd)
     if (set_slot_ll(order, order_off[O_LEAVES_QTY], leaves) < 0) {
         goto error;
     }
-    set_slot_ref(order, order_off[O_DISPLAY_QTY], SLOT(cmd, replace_off[R_DISPLAY_QTY]));
     set_slot_ref(order, order_off[O_VISIBLE_QTY], SLOT(order, order_off[O_LEAVES_QTY]));
     events = report_list(a->exec_prefix, &c->exec_count, order, EX_REPLACED, previous);
     if (events == NULL) {

@@ -26,6 +26,8 @@ from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
 from itertools import islice
+from operator import attrgetter
+from typing import Any
 
 from engine.errors import EngineInvariantError, OrderNotRestingError
 from engine.instrument import Firm, Instrument
@@ -41,6 +43,67 @@ RESTING_TIME_IN_FORCE = frozenset({TimeInForce.DAY, TimeInForce.GTC, TimeInForce
 # module global, so the per-order code reads these aliases.
 _BUY = Side.BUY
 _NEW = OrdStatus.NEW
+_SMP_NONE = SelfMatchPrevention.NONE
+
+
+# Each term's value on an order without terms.
+TERM_DEFAULTS: dict[str, Any] = {
+    "stop_px": None,
+    "display_qty": 0,
+    "min_qty": 0,
+    "post_only": False,
+    "expire_time_us": None,
+    "expire_date": None,
+    "triggered": True,
+}
+
+
+class OrderTerms:
+    """The terms of an order that a plain limit order leaves at their defaults.
+
+    StopPx (99) and whether the stop has triggered, the iceberg's display quantity, MinQty
+    (110), post-only and the GTD expiry. An :class:`Order` has None in place of these
+    until one of them is set to a value other than its default.
+    """
+
+    __slots__ = tuple(TERM_DEFAULTS)
+
+    def __init__(self) -> None:
+        for name, default in TERM_DEFAULTS.items():
+            setattr(self, name, default)
+
+
+# The terms an ExecutionEvent carries, in its field order, and their values for an order
+# without terms.
+EVENT_TERMS = ("stop_px", "display_qty", "min_qty", "post_only", "expire_time_us", "expire_date")
+PLAIN_EVENT_TERMS = tuple(TERM_DEFAULTS[name] for name in EVENT_TERMS)
+_read_event_terms = attrgetter(*EVENT_TERMS)
+
+
+def event_terms(order: Order) -> tuple[Any, ...]:
+    """Return the order's terms in an ExecutionEvent's field order."""
+    terms = order.terms
+    return PLAIN_EVENT_TERMS if terms is None else _read_event_terms(terms)
+
+
+def _term(name: str) -> Any:
+    """Return a property of Order that reads and writes the term ``name`` in ``Order.terms``."""
+    default = TERM_DEFAULTS[name]
+    read = attrgetter(name)
+
+    def get(order: Order) -> Any:
+        terms = order.terms
+        return default if terms is None else read(terms)
+
+    def set_(order: Order, value: Any) -> None:
+        terms = order.terms
+        if terms is None:
+            if value is default or (type(value) is type(default) and value == default):
+                return
+            terms = order.terms = OrderTerms()
+        setattr(terms, name, value)
+
+    return property(get, set_, doc=f"The order's {name}; {default!r} when it has no terms.")
 
 
 class Order:
@@ -52,10 +115,18 @@ class Order:
 
     ``visible_qty`` is the part of ``leaves_qty`` shown in the book: all of it, except for
     an iceberg (``display_qty`` above 0), which shows at most ``display_qty``. ``seq`` is
-    the time priority, assigned each time the order joins the back of a price level.
-    ``num`` is the order's arrival number, the order of reports when many orders change
-    at once. ``self_match`` is the firm's self-match prevention, None when it is off.
-    ``triggered`` is False for a stop order still waiting for its StopPx (99).
+    the time priority, assigned each time the order joins the back of a price level or
+    the stop book, and 0 once it has left them. ``num`` is the order's arrival number,
+    the order of reports when many orders change at once; given as None, it is the digits
+    that end the OrderID (37), as the engine numbers its orders. ``self_match`` is the
+    self-match prevention of the order's firm, None when it is off. ``triggered`` is
+    False for a stop order still waiting for its StopPx (99).
+
+    The engine keeps every order of the day in memory, so an order keeps only what it
+    needs. The terms most orders leave at their defaults live in ``terms``, None until
+    one is set; the engine gives ``num`` as None; an order that leaves the book gives up
+    its ``seq``. A plain limit order then takes 56 bytes less, and two int objects fewer,
+    than with every field in a slot of its own.
     """
 
     __slots__ = (
@@ -75,22 +146,15 @@ class Order:
         "ord_status",
         "account",
         "seq",
-        "num",
-        "stop_px",
-        "display_qty",
-        "min_qty",
-        "post_only",
-        "expire_time_us",
-        "expire_date",
+        "_num",
+        "terms",
         "firm",
-        "self_match",
-        "triggered",
     )
 
     def __init__(
         self,
         order_id: str,
-        num: int,
+        num: int | None,
         session_id: str,
         cl_ord_id: str,
         symbol: str,
@@ -102,7 +166,7 @@ class Order:
         account: str = "",
     ) -> None:
         self.order_id = order_id
-        self.num = num
+        self._num = num
         self.session_id = session_id
         self.cl_ord_id = cl_ord_id
         self.symbol = symbol
@@ -119,15 +183,31 @@ class Order:
         self.ord_status = _NEW
         self.account = account
         self.seq = 0
-        self.stop_px: int | None = None
-        self.display_qty = 0
-        self.min_qty = 0
-        self.post_only = False
-        self.expire_time_us: int | None = None
-        self.expire_date: str | None = None
+        self.terms: OrderTerms | None = None
         self.firm: Firm | None = None
-        self.self_match: SelfMatchPrevention | None = None
-        self.triggered = True
+
+    stop_px = _term("stop_px")
+    display_qty = _term("display_qty")
+    min_qty = _term("min_qty")
+    post_only = _term("post_only")
+    expire_time_us = _term("expire_time_us")
+    expire_date = _term("expire_date")
+    triggered = _term("triggered")
+
+    @property
+    def num(self) -> int:
+        num = self._num
+        if num is None:
+            order_id = self.order_id
+            return int(order_id[len(order_id.rstrip("0123456789")):])
+        return num
+
+    @property
+    def self_match(self) -> SelfMatchPrevention | None:
+        firm = self.firm
+        if firm is None or firm.self_match_prevention is _SMP_NONE:
+            return None
+        return firm.self_match_prevention
 
     def __repr__(self) -> str:
         return (

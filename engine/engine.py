@@ -45,7 +45,9 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from engine.auction import uncross_price
-from engine.book import LIVE_STATUSES, RESTING_TIME_IN_FORCE, Order, OrderBook, PriceLevel
+from engine.book import (
+    LIVE_STATUSES, RESTING_TIME_IN_FORCE, Order, OrderBook, PriceLevel, event_terms,
+)
 from engine.commands import (
     AdvanceTime,
     CancelOrder,
@@ -286,16 +288,12 @@ class MatchingEngine:
         symbol, side, tif = command.symbol, command.side, command.time_in_force
         price, qty = command.price, command.order_qty
         order = Order(
-            order_id, num, session_id, cl_ord_id, symbol, side, _LIMIT, tif, price, qty,
+            order_id, None, session_id, cl_ord_id, symbol, side, _LIMIT, tif, price, qty,
             command.account,
         )
         self._orders.append(order)
         cl_ord_ids[cl_ord_id] = order
-        firm = self._firms.get(session_id)
-        if firm is not None:
-            order.firm = firm
-            if firm.self_match_prevention is not _SMP_NONE:
-                order.self_match = firm.self_match_prevention
+        order.firm = self._firms.get(session_id)
         counters.exec_count = exec_count = counters.exec_count + 1
         events: list[Event] = [_new_tuple(ExecutionEvent, (
             f"{self._exec_prefix}{exec_count}", _EXEC_NEW, _NEW, order_id, session_id,
@@ -454,8 +452,7 @@ class MatchingEngine:
         order_id, session_id, cl_ord_id = order.order_id, order.session_id, order.cl_ord_id
         symbol, side, ord_type = order.symbol, order.side, order.ord_type
         time_in_force, limit_price, order_qty = order.time_in_force, order.price, order.order_qty
-        stop_px, display_qty, min_qty = order.stop_px, order.display_qty, order.min_qty
-        post_only, expire_time_us, expire_date = order.post_only, order.expire_time_us, order.expire_date
+        stop_px, display_qty, min_qty, post_only, expire_time_us, expire_date = event_terms(order)
         cum_qty, cum_notional = order.cum_qty, order.cum_notional
         leaves = order.leaves_qty
         firm = order.firm
@@ -506,6 +503,7 @@ class MatchingEngine:
                         self._refresh_iceberg(resting, level)
                 else:
                     resting.ord_status = _FILLED
+                    resting.seq = 0
                     orders.popitem(last=False)
 
                 trade_count += 1
@@ -520,13 +518,16 @@ class MatchingEngine:
                     cum_qty, leaves, cum_notional, take, price, trade_id, None, "", stop_px,
                     display_qty, min_qty, post_only, expire_time_us, expire_date,
                 )))
+                r_stop_px, r_display_qty, r_min_qty, r_post_only, r_expire_time_us, r_expire_date = (
+                    event_terms(resting)
+                )
                 append(_new_tuple(ExecutionEvent, (
                     f"{exec_prefix}{exec_count}", _EXEC_TRADE, resting.ord_status, resting_id,
                     resting_session_id, resting.cl_ord_id, None, symbol, resting.side,
                     resting.ord_type, resting.time_in_force, price, resting.order_qty,
                     resting.cum_qty, resting_leaves, resting.cum_notional, take, price,
-                    trade_id, None, "", resting.stop_px, resting.display_qty, resting.min_qty,
-                    resting.post_only, resting.expire_time_us, resting.expire_date,
+                    trade_id, None, "", r_stop_px, r_display_qty, r_min_qty, r_post_only,
+                    r_expire_time_us, r_expire_date,
                 )))
                 append(_new_tuple(Trade, (
                     trade_id, symbol, price, take, side, order_id, session_id, resting_id,
@@ -561,6 +562,7 @@ class MatchingEngine:
         """
         if mode is not _CANCEL_INCOMING:
             level.orders.popitem(last=False)
+            resting.seq = 0
             level.total_qty -= resting.visible_qty
             level.leaves_qty -= resting.leaves_qty
             events.append(self._cancel_remainder(resting, _SELF_MATCH_RESTING_TEXT))
@@ -601,6 +603,7 @@ class MatchingEngine:
             for order in triggered:
                 del book.stops[order.num]
                 order.triggered = True
+                order.seq = 0
                 events.append(self._execution(order, ExecType.TRIGGERED))
                 self._execute(order, book, events)
 
@@ -886,6 +889,7 @@ class MatchingEngine:
             return
         order.ord_status = _FILLED
         order.visible_qty = 0
+        order.seq = 0
         del level.orders[order]
         if not level.orders:
             side.drop_level(side.sign * level.price)
@@ -922,7 +926,7 @@ class MatchingEngine:
         counters.order_count = num = counters.order_count + 1
         order = Order(
             f"{self._order_prefix}{num}",
-            num,
+            None,
             command.session_id,
             command.cl_ord_id,
             command.symbol,
@@ -951,14 +955,12 @@ class MatchingEngine:
         return order
 
     def _assign_firm(self, order: Order) -> None:
-        """Record the order's broker firm and that firm's self-match prevention, if any."""
-        firm = self._firms.get(order.session_id)
-        if firm is not None:
-            order.firm = firm
-            if firm.self_match_prevention is not _SMP_NONE:
-                order.self_match = firm.self_match_prevention
+        """Record the order's broker firm, which also gives its self-match prevention."""
+        order.firm = self._firms.get(order.session_id)
 
     def _set_expiry(self, order: Order, expire_time_us: int | None, expire_date: str | None) -> None:
+        if order.terms is None and expire_time_us is None and expire_date is None:
+            return  # the order already has no expiry
         order.expire_time_us = expire_time_us
         order.expire_date = expire_date
         if expire_time_us is not None:
@@ -1018,10 +1020,12 @@ class MatchingEngine:
 
     def _unrest(self, order: Order, book: OrderBook) -> None:
         """Take a live order out of the book or the stop book, and out of the live index."""
-        if order.triggered:
+        terms = order.terms
+        if terms is None or terms.triggered:
             book.side(order.side).remove(order)
         else:
             del book.stops[order.num]
+        order.seq = 0
 
     def _finish(self, order: Order, exec_type: ExecType, ord_status: OrdStatus, text: str) -> ExecutionEvent:
         """End a live order unsolicited (cancel or expiry) and build its event."""
@@ -1044,26 +1048,26 @@ class MatchingEngine:
         """Build an ExecutionEvent with the order's current state."""
         counters = self._counters
         counters.exec_count = exec_count = counters.exec_count + 1
+        stop_px, display_qty, min_qty, post_only, expire_time_us, expire_date = event_terms(order)
         return _new_tuple(ExecutionEvent, (
             f"{self._exec_prefix}{exec_count}", exec_type, order.ord_status,
             order.order_id, order.session_id, order.cl_ord_id, orig_cl_ord_id, order.symbol,
             order.side, order.ord_type, order.time_in_force, order.price, order.order_qty,
             order.cum_qty, order.leaves_qty, order.cum_notional, 0, 0, None, ord_rej_reason,
-            text, order.stop_px, order.display_qty, order.min_qty, order.post_only,
-            order.expire_time_us, order.expire_date,
+            text, stop_px, display_qty, min_qty, post_only, expire_time_us, expire_date,
         ))
 
     def _fill(self, order: Order, qty: int, price: int, trade_id: str) -> ExecutionEvent:
         """Build the ExecType (150) TRADE event for one side of an auction match."""
         counters = self._counters
         counters.exec_count = exec_count = counters.exec_count + 1
+        stop_px, display_qty, min_qty, post_only, expire_time_us, expire_date = event_terms(order)
         return _new_tuple(ExecutionEvent, (
             f"{self._exec_prefix}{exec_count}", _EXEC_TRADE, order.ord_status,
             order.order_id, order.session_id, order.cl_ord_id, None, order.symbol,
             order.side, order.ord_type, order.time_in_force, order.price, order.order_qty,
             order.cum_qty, order.leaves_qty, order.cum_notional, qty, price, trade_id, None,
-            "", order.stop_px, order.display_qty, order.min_qty, order.post_only,
-            order.expire_time_us, order.expire_date,
+            "", stop_px, display_qty, min_qty, post_only, expire_time_us, expire_date,
         ))
 
     def _cancel_remainder(self, order: Order, text: str) -> ExecutionEvent:

@@ -10,7 +10,10 @@ import itertools
 
 import pytest
 
-from engine import EngineInvariantError, Instrument, OrderBook, OrderNotRestingError, TradingPhase
+from engine import (
+    EngineInvariantError, Firm, Instrument, OrderBook, OrderNotRestingError, SelfMatchPrevention,
+    TradingPhase,
+)
 from engine.book import Order
 from engine.orders import OrdStatus, OrdType, Side, TimeInForce
 
@@ -220,3 +223,50 @@ def test_check_wrong_symbol(book: OrderBook) -> None:
 
     with pytest.raises(EngineInvariantError, match="symbol 'BBB'"):
         book.check()
+
+
+def test_plain_order_has_no_terms() -> None:
+    order = make_order(Side.BUY, 100, 10)
+    order.display_qty = 0
+    order.expire_time_us = None
+    order.post_only = False
+    order.triggered = True
+
+    assert order.terms is None
+    assert (order.stop_px, order.display_qty, order.min_qty, order.post_only) == (None, 0, 0, False)
+    assert (order.expire_time_us, order.expire_date, order.triggered) == (None, None, True)
+
+
+def test_terms_set_one_by_one() -> None:
+    order = make_order(Side.SELL, 100, 10)
+    order.stop_px = 95
+    order.triggered = False
+
+    assert order.terms is not None
+    assert (order.stop_px, order.triggered, order.display_qty) == (95, False, 0)
+    order.triggered = True
+    assert order.triggered is True
+
+
+def test_term_false_not_zero() -> None:
+    # False is equal to 0, but an event must carry the value as it was set.
+    order = make_order(Side.BUY, 100, 10)
+    order.display_qty = False
+
+    assert order.terms is not None
+    assert order.display_qty is False
+
+
+def test_num_from_order_id_or_as_given() -> None:
+    order = Order("XO17", None, "S1", "C1", "AAA", Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 100, 1)
+    assert order.num == 17
+    assert make_order(Side.BUY, 100, 1).num == next(_order_numbers) - 1
+
+
+def test_self_match_follows_the_firm() -> None:
+    order = make_order(Side.BUY, 100, 10)
+    assert order.self_match is None
+    order.firm = Firm("F1", ("S1",), SelfMatchPrevention.NONE)
+    assert order.self_match is None
+    order.firm = Firm("F1", ("S1",), SelfMatchPrevention.CANCEL_BOTH)
+    assert order.self_match is SelfMatchPrevention.CANCEL_BOTH

@@ -30,6 +30,7 @@ from engine import (
     Instrument,
     MatchingEngine,
     NewOrder,
+    OrdStatus,
     OrdType,
     ReplaceOrder,
     SelfMatchPrevention,
@@ -38,7 +39,7 @@ from engine import (
     TimeInForce,
     TradingPhase,
 )
-from engine.book import Order
+from engine.book import TERM_DEFAULTS, Order
 from engine.engine import Counters
 
 pytestmark = pytest.mark.skipif(
@@ -143,8 +144,14 @@ class Generator:
         return ReplaceOrder(session, cl_ord_id, orig, symbol, side, OrdType.LIMIT, qty, self.price(symbol))
 
 
+# Every field of an order by its public name: each term on its own, not the OrderTerms
+# object, and the arrival number through the property.
+ORDER_FIELDS = [name.lstrip("_") for name in Order.__slots__ if name != "terms"]
+ORDER_FIELDS += [*TERM_DEFAULTS, "self_match"]
+
+
 def order_state(order: Order) -> tuple[Any, ...]:
-    return tuple(getattr(order, name) for name in Order.__slots__)
+    return tuple(getattr(order, name) for name in ORDER_FIELDS)
 
 
 def assert_same_state(pure: MatchingEngine, compiled: MatchingEngine) -> None:
@@ -278,3 +285,25 @@ def test_environment_turns_it_off(value: str, compiled: str) -> None:
         env={"FIXGW_NO_EXTENSIONS": value, "PATH": ""},
     )
     assert result.stdout.strip() == compiled
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_finished_order_drops_seq(compiled: bool) -> None:
+    # The day's orders stay in memory: one that left the book drops its time priority,
+    # and none keeps its arrival number apart from its OrderID (37).
+    engine = MatchingEngine(INSTRUMENTS, firms=FIRMS, compiled=compiled)
+    engine.process(NewOrder("S1", "b1", "BBB", Side.BUY, OrdType.LIMIT, 5, 2000))
+    engine.process(NewOrder("S1", "b2", "BBB", Side.BUY, OrdType.LIMIT, 5, 1999))
+    engine.process(NewOrder("S3", "s1", "BBB", Side.SELL, OrdType.LIMIT, 5, 2000))
+    engine.process(CancelOrder("S1", "b3", "b2", "BBB", Side.BUY))
+    engine.process(NewOrder("S1", "b4", "BBB", Side.BUY, OrdType.LIMIT, 5, 1998))
+
+    filled, cancelled, aggressor, resting = engine._orders
+    assert [order.num for order in engine._orders] == [1, 2, 3, 4]
+    assert all(order._num is None and order.terms is None for order in engine._orders)
+    assert (filled.ord_status, filled.seq) == (OrdStatus.FILLED, 0)
+    assert (cancelled.ord_status, cancelled.seq) == (OrdStatus.CANCELED, 0)
+    assert (aggressor.ord_status, aggressor.seq) == (OrdStatus.FILLED, 0)
+    assert resting.seq == engine._counters.seq > 0
+    assert aggressor.self_match is SelfMatchPrevention.CANCEL_INCOMING
+    engine.check()
