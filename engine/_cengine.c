@@ -40,12 +40,12 @@
 enum {
     O_ORDER_ID, O_SESSION_ID, O_CL_ORD_ID, O_SYMBOL, O_SIDE, O_ORD_TYPE, O_TIME_IN_FORCE,
     O_PRICE, O_ORDER_QTY, O_CUM_QTY, O_LEAVES_QTY, O_VISIBLE_QTY, O_CUM_NOTIONAL,
-    O_ORD_STATUS, O_ACCOUNT, O_SEQ, O_NUM, O_TERMS, O_FIRM, O_COUNT
+    O_ORD_STATUS, O_ACCOUNT, O_SEQ, O_TERMS, O_FIRM, O_COUNT
 };
 static const char *ORDER_SLOTS[O_COUNT] = {
     "order_id", "session_id", "cl_ord_id", "symbol", "side", "ord_type", "time_in_force",
     "price", "order_qty", "cum_qty", "leaves_qty", "visible_qty", "cum_notional",
-    "ord_status", "account", "seq", "_num", "terms", "firm",
+    "ord_status", "account", "seq", "terms", "firm",
 };
 
 enum { L_PRICE, L_TOTAL_QTY, L_LEAVES_QTY, L_ORDERS, L_COUNT };
@@ -2244,8 +2244,6 @@ new_order(Accel *a, PyObject *cmd)
     }
     PyObject *zero = PyLong_FromLong(0);
     SLOT(order, order_off[O_ORDER_ID]) = order_id;
-    /* None: the arrival number is the digits ending the OrderID (Order.num). */
-    SLOT(order, order_off[O_NUM]) = Py_NewRef(Py_None);
     SLOT(order, order_off[O_SESSION_ID]) = Py_NewRef(session_id);
     SLOT(order, order_off[O_CL_ORD_ID]) = Py_NewRef(cl_ord_id);
     SLOT(order, order_off[O_SYMBOL]) = Py_NewRef(symbol);

@@ -288,7 +288,7 @@ class MatchingEngine:
         symbol, side, tif = command.symbol, command.side, command.time_in_force
         price, qty = command.price, command.order_qty
         order = Order(
-            order_id, None, session_id, cl_ord_id, symbol, side, _LIMIT, tif, price, qty,
+            order_id, session_id, cl_ord_id, symbol, side, _LIMIT, tif, price, qty,
             command.account,
         )
         self._orders.append(order)
@@ -926,7 +926,6 @@ class MatchingEngine:
         counters.order_count = num = counters.order_count + 1
         order = Order(
             f"{self._order_prefix}{num}",
-            None,
             command.session_id,
             command.cl_ord_id,
             command.symbol,

@@ -24,7 +24,7 @@ _seqs = itertools.count(1)
 def make_order(side: Side, price: int, qty: int, symbol: str = "AAA", display_qty: int = 0) -> Order:
     number = next(_order_numbers)
     order = Order(
-        f"O{number}", number, "S1", f"C{number}", symbol, side, OrdType.LIMIT,
+        f"O{number}", "S1", f"C{number}", symbol, side, OrdType.LIMIT,
         TimeInForce.DAY, price, qty,
     )
     order.seq = next(_seqs)
@@ -257,10 +257,9 @@ def test_term_false_not_zero() -> None:
     assert order.display_qty is False
 
 
-def test_num_from_order_id_or_as_given() -> None:
-    order = Order("XO17", None, "S1", "C1", "AAA", Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 100, 1)
+def test_num_from_order_id() -> None:
+    order = Order("X1O17", "S1", "C1", "AAA", Side.BUY, OrdType.LIMIT, TimeInForce.DAY, 100, 1)
     assert order.num == 17
-    assert make_order(Side.BUY, 100, 1).num == next(_order_numbers) - 1
 
 
 def test_self_match_follows_the_firm() -> None:

@@ -300,7 +300,7 @@ def test_finished_order_drops_seq(compiled: bool) -> None:
 
     filled, cancelled, aggressor, resting = engine._orders
     assert [order.num for order in engine._orders] == [1, 2, 3, 4]
-    assert all(order._num is None and order.terms is None for order in engine._orders)
+    assert all(order.terms is None for order in engine._orders)
     assert (filled.ord_status, filled.seq) == (OrdStatus.FILLED, 0)
     assert (cancelled.ord_status, cancelled.seq) == (OrdStatus.CANCELED, 0)
     assert (aggressor.ord_status, aggressor.seq) == (OrdStatus.FILLED, 0)
