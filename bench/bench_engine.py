@@ -482,7 +482,7 @@ def _percentile(sorted_values: list[int], pct: float) -> float:
 FLOOR_STEPS = {
     # step: (statement, what it stands for); setup in _floor_namespace.
     "Order object": (
-        "Order(order_id, num, session_id, cl_ord_id, symbol, side, ord_type, tif, price, qty, '')",
+        "Order(order_id, session_id, cl_ord_id, symbol, side, ord_type, tif, price, qty, '')",
         "one per accepted order",
     ),
     "ID string": ("f'{prefix}{num}'", "OrderID and ExecID per order; 2 ExecIDs and a TradeID per fill"),

@@ -7,16 +7,17 @@
  * carries out the common commands on those objects:
  *
  *   - a NewOrder for a plain DAY or GTC limit order in continuous trading,
- *   - a CancelOrder of a live order that rests in the book,
+ *   - a CancelOrder of a live order without terms (Order.terms is None: no stop, iceberg,
+ *     MinQty, post-only or expiry) that rests in the book,
  *   - a ReplaceOrder of such an order that stays a plain DAY or GTC limit order,
  *
- * and the matching loop, filling resting orders that show their whole quantity.
+ * and the matching loop, filling resting orders without terms.
  *
  * Every other case goes to the Python code before anything changed. A command the fast
  * path does not take is handed to MatchingEngine.process. The matching loop hands the
- * rest of a match to MatchingEngine._match at the first resting order that is an iceberg
- * or belongs to the aggressor's firm under self-match prevention, or where a fill would
- * reach 2**31 in price or quantity. The Python code continues from the same state, so
+ * rest of a match to MatchingEngine._match at the first resting order that has terms or
+ * belongs to the aggressor's firm under self-match prevention. It does so too when the
+ * aggressor's firm is not a Firm, or where a fill would reach 2**31 in price or quantity. The Python code continues from the same state, so
  * both paths give the same events, byte for byte, and tests run the engine both ways.
  *
  * Slots of Order, PriceLevel, BookSide, Instrument, Firm and the command classes are
@@ -331,7 +332,16 @@ as_ll(PyObject *obj, int *ok)
 static inline int
 is_zero_int(PyObject *obj)
 {
-    return PyLong_CheckExact(obj) && Py_SIZE(obj) == 0;
+    if (!PyLong_CheckExact(obj)) {
+        return 0;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    return Py_SIZE(obj) == 0;
+#else
+    /* From CPython 3.12 an int keeps its sign and size in a tag, not in ob_size. */
+    int ok = 1;
+    return as_ll(obj, &ok) == 0 && ok;
+#endif
 }
 
 static inline int
@@ -340,10 +350,7 @@ is_false_value(PyObject *obj)  /* 0, False or None: Python's "not obj" for these
     if (obj == Py_None || obj == Py_False) {
         return 1;
     }
-    if (PyLong_CheckExact(obj)) {
-        return Py_SIZE(obj) == 0;
-    }
-    return 0;
+    return is_zero_int(obj);
 }
 
 /* prefix + decimal number, as f"{prefix}{num}" gives. */
@@ -1857,8 +1864,8 @@ first_order(PyObject *orders)
     return q->items[q->start];
 }
 
-/* The matching loop of MatchingEngine._match for an aggressor without a display
- * quantity, appending TRADE events and Trades. Returns 1 when self-match prevention
+/* The matching loop of MatchingEngine._match for an aggressor without terms,
+ * appending TRADE events and Trades. Returns 1 when self-match prevention
  * cancelled what is left of the order, 0 otherwise, -1 on error. */
 static int
 match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *opposite,

@@ -6,7 +6,9 @@ members and the None/0 defaults count too), then the books, the counters and the
 of every order. The sequences mix the commands the compiled code carries out with those
 it hands to Python part-way. Those include icebergs and same-firm orders met in a match,
 stop orders triggered by its trades, quantities beyond the C range, IOC and FOK orders,
-and phase changes.
+and phase changes. The compiled code takes only orders without terms (``Order.terms`` is
+None), so a second generator replaces orders that carry terms, and sets terms back to
+their defaults.
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ import pytest
 
 import engine.engine as engine_module
 from engine import (
+    AdvanceTime,
     CancelOrder,
     Command,
+    EndOfDay,
     Firm,
     Instrument,
+    MassCancel,
     MatchingEngine,
     NewOrder,
+    OrderStatusRequest,
     OrdStatus,
     OrdType,
+    PostOnlyPolicy,
     ReplaceOrder,
     SelfMatchPrevention,
     SetTradingPhase,
@@ -144,9 +151,168 @@ class Generator:
         return ReplaceOrder(session, cl_ord_id, orig, symbol, side, OrdType.LIMIT, qty, self.price(symbol))
 
 
+TERMS_INSTRUMENTS = (
+    Instrument("AAA", tick_size=1, lot_size=1, low_limit_price=900, high_limit_price=1100,
+               reference_price=1000, post_only_policy=PostOnlyPolicy.REJECT),
+    Instrument("BBB", tick_size=2, lot_size=5, reference_price=1000,
+               post_only_policy=PostOnlyPolicy.REPRICE),
+)
+TERMS_FIRMS = (
+    Firm("F1", ("S1", "S2"), SelfMatchPrevention.CANCEL_RESTING),
+    Firm("F2", ("S3", "S4"), SelfMatchPrevention.CANCEL_INCOMING),
+    Firm("F3", ("S5", "S6"), SelfMatchPrevention.CANCEL_BOTH),
+    Firm("F4", ("S7",), SelfMatchPrevention.NONE),
+)
+TERMS_SESSIONS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8")
+TERMS_TICK = {"AAA": 1, "BBB": 2}
+TERMS_LOT = {"AAA": 1, "BBB": 5}
+
+
+class TermsGenerator:
+    """Commands over the full order model, aimed at the pure engine's live orders.
+
+    Replaces add, change or remove a display quantity, move between DAY, GTC and GTD
+    and change stop orders, so orders whose terms went back to their defaults meet the
+    fast paths.
+    """
+
+    def __init__(self, seed: int, engine: MatchingEngine) -> None:
+        self.rng = random.Random(seed)
+        self.engine = engine
+        self.count = 0
+        self.now_us = 0
+        self.day = 20240101
+
+    def next_id(self) -> str:
+        self.count += 1
+        return f"C{self.count}"
+
+    def price(self, symbol: str) -> int:
+        return 1000 + TERMS_TICK[symbol] * self.rng.randint(-6, 6)
+
+    def qty(self, symbol: str, high: int = 20) -> int:
+        return TERMS_LOT[symbol] * self.rng.randint(1, high)
+
+    def live(self) -> list[Order]:
+        orders: list[Order] = []
+        for symbol in ("AAA", "BBB"):
+            book = self.engine.book(symbol)
+            orders.extend(book.orders())
+            orders.extend(book.stops.values())
+        return orders
+
+    def command(self) -> Command:
+        roll = self.rng.random()
+        if roll < 0.45:
+            return self.new_order()
+        if roll < 0.60:
+            return self.cancel()
+        if roll < 0.85:
+            return self.replace()
+        if roll < 0.87:
+            return self.status()
+        if roll < 0.88:
+            return MassCancel(self.rng.choice(TERMS_SESSIONS), self.next_id(),
+                              self.rng.choice((None, "AAA", "BBB")),
+                              self.rng.choice((None, Side.BUY, Side.SELL)))
+        if roll < 0.93:
+            self.now_us += self.rng.randint(0, 3_000)
+            return AdvanceTime(self.now_us)
+        if roll < 0.935:
+            self.day += 1
+            return EndOfDay(str(self.day - 1))
+        if roll < 0.945:
+            phase = self.rng.choices(
+                [TradingPhase.CONTINUOUS, TradingPhase.PRE_OPEN, TradingPhase.HALTED],
+                [70, 20, 10],
+            )[0]
+            return SetTradingPhase(phase, self.rng.choice((None, "AAA", "BBB")))
+        return self.new_order(plain=True)
+
+    def new_order(self, plain: bool = False) -> NewOrder:
+        rng = self.rng
+        symbol = rng.choice(("AAA", "BBB"))
+        side = rng.choice((Side.BUY, Side.SELL))
+        qty = self.qty(symbol)
+        price: int | None = self.price(symbol)
+        ord_type, tif = OrdType.LIMIT, rng.choice((TimeInForce.DAY, TimeInForce.GTC))
+        fields: dict[str, Any] = {}
+        kind = "limit" if plain else rng.choices(
+            ["limit", "iceberg", "stop", "stop_limit", "post_only", "min_qty", "gtd", "ioc"],
+            [40, 14, 5, 6, 8, 6, 12, 5],
+        )[0]
+        if kind == "iceberg":
+            qty = self.qty(symbol, 40)
+            fields["display_qty"] = min(qty, self.qty(symbol, 6))
+        elif kind in ("stop", "stop_limit"):
+            ord_type = OrdType.STOP if kind == "stop" else OrdType.STOP_LIMIT
+            price = None if kind == "stop" else price
+            fields["stop_px"] = 1000 + rng.randint(-4, 4) * TERMS_TICK[symbol]
+            tif = rng.choice((TimeInForce.DAY, TimeInForce.GTC))
+        elif kind == "post_only":
+            fields["post_only"] = True
+        elif kind == "min_qty":
+            fields["min_qty"] = rng.randint(1, qty)
+        elif kind == "gtd":
+            tif = TimeInForce.GTD
+            if rng.random() < 0.6:
+                fields["expire_time_us"] = self.now_us + rng.randint(1, 20_000)
+            else:
+                fields["expire_date"] = str(self.day + rng.randint(0, 2))
+        elif kind == "ioc":
+            tif = rng.choice((TimeInForce.IOC, TimeInForce.FOK))
+        return NewOrder(rng.choice(TERMS_SESSIONS), self.next_id(), symbol, side, ord_type, qty, price,
+                        tif, **fields)
+
+    def cancel(self) -> CancelOrder:
+        live = self.live()
+        if not live:
+            return CancelOrder("S1", self.next_id(), "NOPE", "AAA", Side.BUY)
+        order = self.rng.choice(live)
+        order_id = order.order_id if self.rng.random() < 0.2 else None
+        return CancelOrder(order.session_id, self.next_id(), order.cl_ord_id, order.symbol,
+                           order.side, order_id)
+
+    def status(self) -> OrderStatusRequest:
+        live = self.live()
+        if not live:
+            return OrderStatusRequest("S1", "NOPE", "AAA", Side.BUY)
+        order = self.rng.choice(live)
+        return OrderStatusRequest(order.session_id, order.cl_ord_id, order.symbol, order.side)
+
+    def replace(self) -> Command:
+        rng = self.rng
+        live = self.live()
+        if not live:
+            return self.new_order()
+        order = rng.choice(live)
+        symbol = order.symbol
+        price = order.price if rng.random() < 0.4 else self.price(symbol)
+        qty = max(order.cum_qty + TERMS_LOT[symbol], order.order_qty + rng.randint(-5, 5) * TERMS_LOT[symbol])
+        # Add, change, keep or remove a display quantity.
+        display_qty = rng.choice((0, 0, order.display_qty, min(qty, self.qty(symbol, 6))))
+        fields: dict[str, Any] = {"display_qty": display_qty}
+        tif = rng.choices(
+            [TimeInForce.DAY, TimeInForce.GTC, TimeInForce.GTD], [55, 25, 20],
+        )[0]
+        if tif is TimeInForce.GTD:
+            if rng.random() < 0.6:
+                fields["expire_time_us"] = self.now_us + rng.randint(1, 20_000)
+            else:
+                fields["expire_date"] = str(self.day + rng.randint(0, 2))
+        if order.ord_type in (OrdType.STOP, OrdType.STOP_LIMIT):
+            fields["stop_px"] = order.stop_px if rng.random() < 0.5 else (
+                1000 + rng.randint(-4, 4) * TERMS_TICK[symbol]
+            )
+        if order.ord_type is OrdType.STOP:
+            price = None
+        return ReplaceOrder(order.session_id, self.next_id(), order.cl_ord_id, symbol,
+                            order.side, order.ord_type, qty, price, tif, **fields)
+
+
 # Every field of an order by its public name: each term on its own, not the OrderTerms
-# object, and the arrival number through the property.
-ORDER_FIELDS = [name.lstrip("_") for name in Order.__slots__ if name != "terms"]
+# object.
+ORDER_FIELDS = [name for name in Order.__slots__ if name != "terms"]
 ORDER_FIELDS += [*TERM_DEFAULTS, "self_match"]
 
 
@@ -289,8 +455,8 @@ def test_environment_turns_it_off(value: str, compiled: str) -> None:
 
 @pytest.mark.parametrize("compiled", [False, True])
 def test_finished_order_drops_seq(compiled: bool) -> None:
-    # The day's orders stay in memory: one that left the book drops its time priority,
-    # and none keeps its arrival number apart from its OrderID (37).
+    # The day's orders stay in memory, so one that left the book drops its time priority.
+    # The arrival number is read from the OrderID (37).
     engine = MatchingEngine(INSTRUMENTS, firms=FIRMS, compiled=compiled)
     engine.process(NewOrder("S1", "b1", "BBB", Side.BUY, OrdType.LIMIT, 5, 2000))
     engine.process(NewOrder("S1", "b2", "BBB", Side.BUY, OrdType.LIMIT, 5, 1999))
@@ -307,3 +473,39 @@ def test_finished_order_drops_seq(compiled: bool) -> None:
     assert resting.seq == engine._counters.seq > 0
     assert aggressor.self_match is SelfMatchPrevention.CANCEL_INCOMING
     engine.check()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_terms_both_engines_agree(seed: int) -> None:
+    pure = MatchingEngine(TERMS_INSTRUMENTS, firms=TERMS_FIRMS, compiled=False)
+    compiled = MatchingEngine(TERMS_INSTRUMENTS, firms=TERMS_FIRMS, compiled=True)
+    generator = TermsGenerator(seed, pure)
+    run_both((generator.command() for _ in range(6_000)), pure, compiled)
+
+
+def test_default_terms_take_python_path() -> None:
+    # An iceberg replaced to display_qty 0 keeps an OrderTerms object with every term at
+    # its default. Plain orders then trade with it, and it is replaced and cancelled.
+    commands: list[Command] = [
+        NewOrder("S8", "a1", "AAA", Side.SELL, OrdType.LIMIT, 30, 1000, display_qty=5),
+        ReplaceOrder("S8", "a2", "a1", "AAA", Side.SELL, OrdType.LIMIT, 30, 1000, display_qty=0),
+        NewOrder("S8", "a3", "AAA", Side.SELL, OrdType.LIMIT, 10, 1000),
+        NewOrder("S2", "b1", "AAA", Side.BUY, OrdType.LIMIT, 7, 1000),
+        NewOrder("S2", "b2", "AAA", Side.BUY, OrdType.LIMIT, 7, 1000),
+        ReplaceOrder("S8", "a4", "a2", "AAA", Side.SELL, OrdType.LIMIT, 40, 1000),
+        ReplaceOrder("S8", "a5", "a4", "AAA", Side.SELL, OrdType.LIMIT, 20, 1000,
+                     TimeInForce.GTD, expire_time_us=10),
+        ReplaceOrder("S8", "a6", "a5", "AAA", Side.SELL, OrdType.LIMIT, 20, 1001, TimeInForce.GTC),
+        NewOrder("S2", "b3", "AAA", Side.BUY, OrdType.LIMIT, 50, 1001),
+        CancelOrder("S8", "a7", "a3", "AAA", Side.SELL),
+        AdvanceTime(20),
+    ]
+    pure = MatchingEngine(TERMS_INSTRUMENTS, firms=TERMS_FIRMS, compiled=False)
+    compiled = MatchingEngine(TERMS_INSTRUMENTS, firms=TERMS_FIRMS, compiled=True)
+    pure.process(commands[0])
+    compiled.process(commands[0])
+    pure.process(commands[1])
+    compiled.process(commands[1])
+    assert pure._orders[0].terms is not None
+    assert compiled._orders[0].terms is not None
+    run_both(commands[2:], pure, compiled)
