@@ -497,20 +497,28 @@ async def run_against(
     return [tasks[i].result() for i in range(len(scripts))]
 
 
-def conformance_sessions(spec_dir: Path | None) -> list[SessionSettings]:
+def conformance_sessions(
+    spec_dir: Path | None, scripts: Sequence[Path] | None = None
+) -> list[SessionSettings]:
     """Return the acceptor sessions the QuickFIX acceptance scripts log on to.
 
     ``spec_dir`` holds the QuickFIX dictionaries (FIX40.xml ... FIX50SP2.xml, FIXT11.xml);
-    None validates with the venue dictionary shipped with the gateway instead.
+    None validates with the venue dictionary shipped with the gateway instead. With
+    ``scripts``, only the sessions those scripts log on to are returned, so ``spec_dir``
+    needs only their versions' dictionaries. Scripts that log on to none of the sessions
+    get them all, and fail at their Logon as they would otherwise.
     """
-    sessions = []
-    for begin_string, comp_id, appl_ver_id, dictionary in _SCRIPT_SESSIONS:
-        sessions.append(_script_session(begin_string, comp_id, appl_ver_id, dictionary, spec_dir))
-    sessions.append(
-        _script_session("FIX.4.4", NO_CHECK_FIELDS_HAVE_VALUES, None, "FIX44.xml", spec_dir,
-                        validate_fields_have_values=False)
-    )
-    return sessions
+    table = [*_SCRIPT_SESSIONS, ("FIX.4.4", NO_CHECK_FIELDS_HAVE_VALUES, None, "FIX44.xml")]
+    if scripts is not None:
+        used = set().union(*(_session_keys(path) for path in scripts))
+        table = [row for row in table if (row[0], row[1]) in used] or table
+    return [
+        _script_session(
+            begin_string, comp_id, appl_ver_id, dictionary, spec_dir,
+            validate_fields_have_values=comp_id != NO_CHECK_FIELDS_HAVE_VALUES,
+        )
+        for begin_string, comp_id, appl_ver_id, dictionary in table
+    ]
 
 
 def _script_session(
@@ -553,7 +561,7 @@ async def run_with_appliance(
 
     with tempfile.TemporaryDirectory(prefix="fixgw-conformance-") as folder:
         appliance = Appliance(
-            conformance_sessions(spec_dir), default_venue_config(),
+            conformance_sessions(spec_dir, scripts), default_venue_config(),
             audit_path=Path(folder) / "audit.sqlite", app="echo",
         )
         ports = await appliance.start()

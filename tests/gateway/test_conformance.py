@@ -10,6 +10,7 @@ import asyncio
 import collections
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -245,3 +246,20 @@ def test_cli_against_running_echo_acceptor(tmp_path: Path) -> None:
     document = json.loads(result.stdout)
     assert result.returncode == 0, result.stdout
     assert document["passed"] == document["total"] == len(scripts)
+
+
+@needs_scripts
+def test_cli_needs_only_used_dictionaries(tmp_path: Path) -> None:
+    # A spec folder with FIX44.xml alone serves FIX 4.4 scripts.
+    (tmp_path / "spec").mkdir()
+    shutil.copy(SPEC_DIR / "FIX44.xml", tmp_path / "spec" / "FIX44.xml")
+    (tmp_path / "server").mkdir()
+    script = sorted((SCRIPTS_DIR / "fix44").glob("1*.def"))[0]
+    shutil.copy(script, tmp_path / "server" / script.name)
+
+    result = subprocess.run(
+        _fixgw("conformance", str(tmp_path / "server")), capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed, 0 failed of 1 scripts" in result.stdout
