@@ -17,8 +17,9 @@
  * path does not take is handed to MatchingEngine.process. The matching loop hands the
  * rest of a match to MatchingEngine._match at the first resting order that has terms or
  * belongs to the aggressor's firm under self-match prevention. It does so too when the
- * aggressor's firm is not a Firm, or where a fill would reach 2**31 in price or quantity. The Python code continues from the same state, so
- * both paths give the same events, byte for byte, and tests run the engine both ways.
+ * aggressor's firm is not a Firm, or where a fill would reach 2**31 in price or
+ * quantity. The Python code continues from the same state, so both paths give the same
+ * events, byte for byte, and tests run the engine both ways.
  *
  * Slots of Order, PriceLevel, BookSide, Instrument, Firm and the command classes are
  * read and written at the offsets of their member descriptors, found once by name, so

@@ -98,7 +98,7 @@ def _term(name: str) -> Any:
     def set_(order: Order, value: Any) -> None:
         terms = order.terms
         if terms is None:
-            if value is default or (type(value) is type(default) and value == default):
+            if type(value) is type(default) and value == default:
                 return
             terms = order.terms = OrderTerms()
         setattr(terms, name, value)

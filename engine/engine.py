@@ -958,8 +958,6 @@ class MatchingEngine:
         order.firm = self._firms.get(order.session_id)
 
     def _set_expiry(self, order: Order, expire_time_us: int | None, expire_date: str | None) -> None:
-        if order.terms is None and expire_time_us is None and expire_date is None:
-            return  # the order already has no expiry
         order.expire_time_us = expire_time_us
         order.expire_date = expire_date
         if expire_time_us is not None:
@@ -1019,8 +1017,7 @@ class MatchingEngine:
 
     def _unrest(self, order: Order, book: OrderBook) -> None:
         """Take a live order out of the book or the stop book, and out of the live index."""
-        terms = order.terms
-        if terms is None or terms.triggered:
+        if order.triggered:
             book.side(order.side).remove(order)
         else:
             del book.stops[order.num]

@@ -14,7 +14,7 @@ from engine import (
     EngineInvariantError, Firm, Instrument, OrderBook, OrderNotRestingError, SelfMatchPrevention,
     TradingPhase,
 )
-from engine.book import Order
+from engine.book import TERM_DEFAULTS, Order
 from engine.orders import OrdStatus, OrdType, Side, TimeInForce
 
 _order_numbers = itertools.count(1)
@@ -233,8 +233,8 @@ def test_plain_order_has_no_terms() -> None:
     order.triggered = True
 
     assert order.terms is None
-    assert (order.stop_px, order.display_qty, order.min_qty, order.post_only) == (None, 0, 0, False)
-    assert (order.expire_time_us, order.expire_date, order.triggered) == (None, None, True)
+    for name, default in TERM_DEFAULTS.items():
+        assert getattr(order, name) is default, name
 
 
 def test_terms_set_one_by_one() -> None:
@@ -243,7 +243,9 @@ def test_terms_set_one_by_one() -> None:
     order.triggered = False
 
     assert order.terms is not None
-    assert (order.stop_px, order.triggered, order.display_qty) == (95, False, 0)
+    assert order.stop_px == 95
+    assert order.triggered is False
+    assert order.display_qty == 0
     order.triggered = True
     assert order.triggered is True
 

@@ -467,10 +467,14 @@ def test_finished_order_drops_seq(compiled: bool) -> None:
     filled, cancelled, aggressor, resting = engine._orders
     assert [order.num for order in engine._orders] == [1, 2, 3, 4]
     assert all(order.terms is None for order in engine._orders)
-    assert (filled.ord_status, filled.seq) == (OrdStatus.FILLED, 0)
-    assert (cancelled.ord_status, cancelled.seq) == (OrdStatus.CANCELED, 0)
-    assert (aggressor.ord_status, aggressor.seq) == (OrdStatus.FILLED, 0)
-    assert resting.seq == engine._counters.seq > 0
+    assert filled.ord_status is OrdStatus.FILLED
+    assert filled.seq == 0
+    assert cancelled.ord_status is OrdStatus.CANCELED
+    assert cancelled.seq == 0
+    assert aggressor.ord_status is OrdStatus.FILLED
+    assert aggressor.seq == 0
+    assert resting.seq == engine._counters.seq
+    assert resting.seq > 0
     assert aggressor.self_match is SelfMatchPrevention.CANCEL_INCOMING
     engine.check()
 
