@@ -1599,6 +1599,8 @@ static PyTypeObject Counters_type = {
 
 /* ------------------------------------------------------------------ the accelerator */
 
+#define CACHE_WAYS 4
+
 typedef struct {
     PyObject_HEAD
     PyObject *engine;
@@ -1609,7 +1611,69 @@ typedef struct {
     PyObject *firms;         /* session_id -> Firm */
     PyObject *order_prefix, *exec_prefix, *trade_prefix;
     PyObject *fallback;      /* MatchingEngine.process, unbound */
+    /* The sessions and symbols of the latest commands, by identity, with their ClOrdID
+     * index, firm and book: commands of one session carry the session's own string, so
+     * most of them skip the dict lookups. Each cached key is held, so its address
+     * cannot name another string, and none of the values changes while the engine
+     * lives: a session's index and a symbol's book are added once and never replaced,
+     * and the firms are fixed when the engine is built. */
+    PyObject *session_keys[CACHE_WAYS], *session_indexes[CACHE_WAYS], *session_firms[CACHE_WAYS];
+    PyObject *symbol_keys[CACHE_WAYS], *symbol_books[CACHE_WAYS];
+    int next_session, next_symbol;
 } Accel;
+
+/* The ClOrdID index (an Index) and the firm (or None) of a session, borrowed. Returns 1,
+ * or 0 when the session has no Index yet, or -1 on error. */
+static int
+session_of(Accel *a, PyObject *session_id, IndexObject **index, PyObject **firm)
+{
+    for (int i = 0; i < CACHE_WAYS; i++) {
+        if (a->session_keys[i] == session_id) {
+            *index = (IndexObject *)a->session_indexes[i];
+            *firm = a->session_firms[i];
+            return 1;
+        }
+    }
+    PyObject *found = PyDict_GetItemWithError(a->by_cl_ord_id, session_id);
+    if (found == NULL || Py_TYPE(found) != &Index_type) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *f = PyDict_GetItemWithError(a->firms, session_id);
+    if (f == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        f = Py_None;
+    }
+    int i = a->next_session;
+    a->next_session = (i + 1) % CACHE_WAYS;
+    Py_XSETREF(a->session_keys[i], Py_NewRef(session_id));
+    Py_XSETREF(a->session_indexes[i], Py_NewRef(found));
+    Py_XSETREF(a->session_firms[i], Py_NewRef(f));
+    *index = (IndexObject *)found;
+    *firm = f;
+    return 1;
+}
+
+/* The book of a symbol, borrowed, or NULL (with an error set only on error). */
+static PyObject *
+book_of(Accel *a, PyObject *symbol)
+{
+    for (int i = 0; i < CACHE_WAYS; i++) {
+        if (a->symbol_keys[i] == symbol) {
+            return a->symbol_books[i];
+        }
+    }
+    PyObject *book = PyDict_GetItemWithError(a->books, symbol);
+    if (book == NULL || !PyUnicode_CheckExact(symbol)) {
+        return book;
+    }
+    int i = a->next_symbol;
+    a->next_symbol = (i + 1) % CACHE_WAYS;
+    Py_XSETREF(a->symbol_keys[i], Py_NewRef(symbol));
+    Py_XSETREF(a->symbol_books[i], Py_NewRef(book));
+    return book;
+}
 
 /* Call a method of the engine. The counters need no copying: Python code reads and
  * writes the same CountersObject. */
@@ -1682,19 +1746,13 @@ new_level(PyObject *price)
     return level;
 }
 
-/* Take an empty level out of a side, as BookSide.drop_level does. */
+/* Take ``level``, empty, out of a side, where it is the value of ``key``, as
+ * BookSide.drop_level does. */
 static int
-drop_level(PyObject *side, PyObject *key)
+drop_level(PyObject *side, PyObject *key, PyObject *level)
 {
     PyObject *levels = SLOT(side, side_off[S_LEVELS]);
     PyObject *keys = SLOT(side, side_off[S_KEYS]);
-    PyObject *level = PyDict_GetItemWithError(levels, key);
-    if (level == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetObject(PyExc_KeyError, key);
-        }
-        return -1;
-    }
     Py_INCREF(level);
     if (PyDict_DelItem(levels, key) < 0) {
         Py_DECREF(level);
@@ -2019,7 +2077,7 @@ match(Accel *a, CountersObject *c, PyObject *order, PyObject *book, PyObject *op
                 break;
             }
         }
-        if (!delegate && level_count(orders) == 0 && drop_level(opposite, key) < 0) {
+        if (!delegate && level_count(orders) == 0 && drop_level(opposite, key, level) < 0) {
             Py_DECREF(key);
             goto error;
         }
@@ -2182,7 +2240,7 @@ plain_price_and_qty(PyObject *instrument, PyObject *price_obj, PyObject *qty_obj
 static int
 continuous_book(Accel *a, PyObject *symbol, PyObject **book, PyObject **instrument)
 {
-    PyObject *b = PyDict_GetItemWithError(a->books, symbol);
+    PyObject *b = book_of(a, symbol);
     if (b == NULL) {
         return PyErr_Occurred() ? -1 : 0;
     }
@@ -2218,11 +2276,13 @@ new_order(Accel *a, PyObject *cmd)
         || !PyUnicode_CheckExact(symbol)) {
         return NOT_TAKEN;
     }
-    PyObject *cl_ord_ids = PyDict_GetItemWithError(a->by_cl_ord_id, session_id);
-    if (cl_ord_ids == NULL || Py_TYPE(cl_ord_ids) != &Index_type) {
-        return PyErr_Occurred() ? NULL : NOT_TAKEN;
+    IndexObject *cl_ord_ids;
+    PyObject *firm;
+    int known = session_of(a, session_id, &cl_ord_ids, &firm);
+    if (known <= 0) {
+        return known < 0 ? NULL : NOT_TAKEN;
     }
-    index_prefetch((IndexObject *)cl_ord_ids, cl_ord_id);
+    index_prefetch(cl_ord_ids, cl_ord_id);
     PyObject *book, *instrument;
     int found = continuous_book(a, symbol, &book, &instrument);
     if (found <= 0) {
@@ -2272,7 +2332,7 @@ new_order(Accel *a, PyObject *cmd)
     Py_DECREF(zero);
     /* A ClOrdID (11) the session used before takes the full checks in Python; one
      * lookup both finds that out and indexes the new order. */
-    PyObject *holder = index_put((IndexObject *)cl_ord_ids, cl_ord_id, order, 1);
+    PyObject *holder = index_put(cl_ord_ids, cl_ord_id, order, 1);
     if (holder == NULL) {
         goto error;
     }
@@ -2286,13 +2346,7 @@ new_order(Accel *a, PyObject *cmd)
     if (PyList_Append(a->orders, order) < 0) {
         goto error;
     }
-    PyObject *firm = PyDict_GetItemWithError(a->firms, session_id);
-    if (firm != NULL) {
-        set_slot_ref(order, order_off[O_FIRM], firm);
-    }
-    else if (PyErr_Occurred()) {
-        goto error;
-    }
+    set_slot_ref(order, order_off[O_FIRM], firm);
 
     events = report_list(a->exec_prefix, &c->exec_count, order, EX_NEW, Py_None);
     if (events == NULL) {
@@ -2362,11 +2416,11 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
         return NULL;
     }
     PyObject *order;
-    PyObject *cl_ord_ids = PyDict_GetItemWithError(a->by_cl_ord_id, session_id);
-    if (cl_ord_ids == NULL || Py_TYPE(cl_ord_ids) != &Index_type) {
+    IndexObject *index;
+    PyObject *firm;
+    if (session_of(a, session_id, &index, &firm) <= 0) {
         return NULL;
     }
-    IndexObject *index = (IndexObject *)cl_ord_ids;
     /* Both lookups below miss the cache in a big index: start both loads at once. */
     index_prefetch(index, cl_ord_id);
     if (order_id == Py_None) {
@@ -2468,7 +2522,7 @@ unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key)
         return -1;
     }
     if (level_count(SLOT(level, level_off[L_ORDERS])) == 0) {
-        return drop_level(side_obj, key);
+        return drop_level(side_obj, key, level);
     }
     return 0;
 }
@@ -2497,7 +2551,7 @@ cancel_order(Accel *a, PyObject *cmd)
     if (order == NULL) {
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
     }
-    PyObject *book = PyDict_GetItemWithError(a->books, SLOT(order, order_off[O_SYMBOL]));
+    PyObject *book = book_of(a, SLOT(order, order_off[O_SYMBOL]));
     if (book == NULL || Py_TYPE(book) != OrderBook_type || SLOT(book, book_off[B_BIDS]) == NULL
         || SLOT(book, book_off[B_ASKS]) == NULL) {
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
@@ -2683,6 +2737,11 @@ Accel_traverse(Accel *a, visitproc visit, void *arg)
     Py_VISIT(a->by_cl_ord_id);
     Py_VISIT(a->firms);
     Py_VISIT(a->fallback);
+    for (int i = 0; i < CACHE_WAYS; i++) {
+        Py_VISIT(a->session_indexes[i]);
+        Py_VISIT(a->session_firms[i]);
+        Py_VISIT(a->symbol_books[i]);
+    }
     return 0;
 }
 
@@ -2699,6 +2758,13 @@ Accel_clear(Accel *a)
     Py_CLEAR(a->exec_prefix);
     Py_CLEAR(a->trade_prefix);
     Py_CLEAR(a->fallback);
+    for (int i = 0; i < CACHE_WAYS; i++) {
+        Py_CLEAR(a->session_keys[i]);
+        Py_CLEAR(a->session_indexes[i]);
+        Py_CLEAR(a->session_firms[i]);
+        Py_CLEAR(a->symbol_keys[i]);
+        Py_CLEAR(a->symbol_books[i]);
+    }
     return 0;
 }
 

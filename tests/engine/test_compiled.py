@@ -13,6 +13,7 @@ their defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib.util
 import random
@@ -513,3 +514,30 @@ def test_default_terms_take_python_path() -> None:
     assert pure._orders[0].terms is not None
     assert compiled._orders[0].terms is not None
     run_both(commands[2:], pure, compiled)
+
+
+def _copy(text: str) -> str:
+    """An equal str that is a new object."""
+    return "".join(list(text))
+
+
+def test_equal_session_and_symbol_strings_that_are_new_objects() -> None:
+    # The compiled code remembers the session and symbol strings of recent commands by
+    # identity. A gateway may hand it an equal string in a new object, as a parser does for
+    # each message, and eight sessions take turns, more than it remembers at once.
+    pure = MatchingEngine(TERMS_INSTRUMENTS, firms=TERMS_FIRMS, compiled=False)
+    compiled = MatchingEngine(TERMS_INSTRUMENTS, firms=TERMS_FIRMS, compiled=True)
+    generator = TermsGenerator(5, pure)
+    rng = random.Random(5)
+
+    def commands() -> Iterable[Command]:
+        for _ in range(4_000):
+            command = generator.command()
+            if rng.random() < 0.5 and hasattr(command, "session_id"):
+                changes = {"session_id": _copy(command.session_id)}
+                if getattr(command, "symbol", None) is not None:
+                    changes["symbol"] = _copy(command.symbol)
+                command = dataclasses.replace(command, **changes)
+            yield command
+
+    run_both(commands(), pure, compiled)
