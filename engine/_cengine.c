@@ -9,7 +9,8 @@
  *   - a NewOrder for a plain DAY or GTC limit order in continuous trading,
  *   - a CancelOrder of a live order without terms (Order.terms is None: no stop, iceberg,
  *     MinQty, post-only or expiry) that rests in the book,
- *   - a ReplaceOrder of such an order that stays a plain DAY or GTC limit order,
+ *   - a ReplaceOrder of such an order that stays a plain DAY or GTC limit order, or
+ *     that it rejects because the new OrderQty (38) is not above the CumQty (14),
  *
  * and the matching loop, filling resting orders without terms.
  *
@@ -103,10 +104,11 @@ static Py_ssize_t new_off[N_COUNT], cancel_off[C_COUNT], replace_off[R_COUNT];
 /* Classes and enum members, set by configure(). */
 static PyTypeObject *Order_type, *PriceLevel_type, *OrderBook_type, *ExecutionEvent_type, *Trade_type;
 static PyTypeObject *Firm_type;
-static PyObject *NewOrder_type, *CancelOrder_type, *ReplaceOrder_type;
+static PyObject *NewOrder_type, *CancelOrder_type, *ReplaceOrder_type, *CancelReject_type;
 static PyObject *BUY, *LIMIT, *CONTINUOUS, *DAY, *GTC, *SMP_NONE;
 static PyObject *ST_NEW, *ST_PARTIALLY_FILLED, *ST_FILLED, *ST_CANCELED;
 static PyObject *EX_NEW, *EX_TRADE, *EX_CANCELED, *EX_REPLACED;
+static PyObject *CXL_REPLACE, *CXL_OTHER;
 static PyObject *SELF_MATCH_INCOMING_TEXT;
 static int configured = 0;
 
@@ -187,6 +189,7 @@ configure(PyObject *module, PyObject *ns)
     TAKE(NewOrder_type, "NewOrder");
     TAKE(CancelOrder_type, "CancelOrder");
     TAKE(ReplaceOrder_type, "ReplaceOrder");
+    TAKE(CancelReject_type, "CancelReject");
     TAKE(BUY, "BUY");
     TAKE(LIMIT, "LIMIT");
     TAKE(CONTINUOUS, "CONTINUOUS");
@@ -201,6 +204,8 @@ configure(PyObject *module, PyObject *ns)
     TAKE(EX_TRADE, "EXEC_TRADE");
     TAKE(EX_CANCELED, "EXEC_CANCELED");
     TAKE(EX_REPLACED, "EXEC_REPLACED");
+    TAKE(CXL_REPLACE, "CXL_REPLACE");
+    TAKE(CXL_OTHER, "CXL_OTHER");
     TAKE(SELF_MATCH_INCOMING_TEXT, "SELF_MATCH_INCOMING_TEXT");
     if (slot_offsets((PyObject *)Order_type, ORDER_SLOTS, order_off, O_COUNT) < 0
         || slot_offsets((PyObject *)PriceLevel_type, LEVEL_SLOTS, level_off, L_COUNT) < 0
@@ -2587,6 +2592,36 @@ done:
     return result;
 }
 
+/* The event list of a replace whose OrderQty (38) is not above the order's CumQty (14):
+ * the CancelReject that MatchingEngine._check_replace builds. Such a replace names an
+ * order that has traded, so the fast paths meet it in every busy book. */
+static PyObject *
+replace_not_above_filled(PyObject *cmd, PyObject *order, long long qty, long long cum_qty)
+{
+    PyObject *text = PyUnicode_FromFormat(
+        "OrderQty (38) %lld is not above CumQty (14) %lld", qty, cum_qty);
+    if (text == NULL) {
+        return NULL;
+    }
+    PyObject *args[8] = {
+        SLOT(cmd, replace_off[R_SESSION_ID]), SLOT(cmd, replace_off[R_CL_ORD_ID]),
+        SLOT(cmd, replace_off[R_ORIG_CL_ORD_ID]), SLOT(order, order_off[O_ORDER_ID]),
+        SLOT(order, order_off[O_ORD_STATUS]), CXL_REPLACE, CXL_OTHER, text,
+    };
+    PyObject *reject = PyObject_Vectorcall(CancelReject_type, args, 8, NULL);
+    Py_DECREF(text);
+    if (reject == NULL) {
+        return NULL;
+    }
+    PyObject *events = PyList_New(1);
+    if (events == NULL) {
+        Py_DECREF(reject);
+        return NULL;
+    }
+    PyList_SET_ITEM(events, 0, reject);
+    return events;
+}
+
 static PyObject *
 replace_order(Accel *a, PyObject *cmd)
 {
@@ -2626,9 +2661,13 @@ replace_order(Accel *a, PyObject *cmd)
     long long old_price = as_ll(SLOT(order, order_off[O_PRICE]), &ok);
     long long visible = as_ll(SLOT(order, order_off[O_VISIBLE_QTY]), &ok);
     long long old_leaves = as_ll(SLOT(order, order_off[O_LEAVES_QTY]), &ok);
-    if (!plain || !ok || qty <= cum_qty) {
+    if (!plain || !ok) {
         Py_DECREF(book);
         return NOT_TAKEN;
+    }
+    if (qty <= cum_qty) {
+        Py_DECREF(book);
+        return replace_not_above_filled(cmd, order, qty, cum_qty);
     }
     PyObject *side = SLOT(order, order_off[O_SIDE]);
     PyObject *own, *opposite, *key = NULL;

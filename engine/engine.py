@@ -1302,6 +1302,8 @@ def _load_compiled() -> tuple[Any, str]:
         "FILLED": _FILLED, "CANCELED": _CANCELED, "EXEC_NEW": _EXEC_NEW,
         "EXEC_TRADE": _EXEC_TRADE, "EXEC_CANCELED": _EXEC_CANCELED,
         "EXEC_REPLACED": _EXEC_REPLACED,
+        "CancelReject": CancelReject, "CXL_REPLACE": CxlRejResponseTo.REPLACE,
+        "CXL_OTHER": CxlRejReason.OTHER,
         "SELF_MATCH_INCOMING_TEXT": _SELF_MATCH_INCOMING_TEXT,
     })
     return module, ""

@@ -541,3 +541,21 @@ def test_equal_session_and_symbol_strings_that_are_new_objects() -> None:
             yield command
 
     run_both(commands(), pure, compiled)
+
+
+@pytest.mark.parametrize("order_qty", [4, 6])
+def test_replace_not_above_filled_quantity(order_qty: int) -> None:
+    # A replace to an OrderQty at or below what the order has filled is rejected, in the
+    # compiled code as in Python, and the order keeps trading as before.
+    pure = MatchingEngine(INSTRUMENTS, firms=FIRMS, compiled=False)
+    compiled = MatchingEngine(INSTRUMENTS, firms=FIRMS, compiled=True)
+    run_both([
+        NewOrder("S1", "s1", "BBB", Side.SELL, OrdType.LIMIT, 10, 2000),
+        NewOrder("S3", "b1", "BBB", Side.BUY, OrdType.LIMIT, 6, 2000),
+    ], pure, compiled)
+    replace = ReplaceOrder("S1", "s2", "s1", "BBB", Side.SELL, OrdType.LIMIT, order_qty, 2000)
+    (reject,) = compiled.process(replace)
+    assert repr([reject]) == repr(pure.process(replace))
+    assert reject.text == f"OrderQty (38) {order_qty} is not above CumQty (14) 6"
+    run_both([NewOrder("S3", "b2", "BBB", Side.BUY, OrdType.LIMIT, 4, 2000)], pure, compiled)
+    assert compiled._orders[0].ord_status is OrdStatus.FILLED
