@@ -637,7 +637,7 @@ def main() -> None:
         for name in names:
             print_spread(name, args.ops, measure_in_processes(name, args.ops, args.repeat, args.processes))
         return
-    peers()  # says which books are left out, as each process does again
+    peers()  # prints which books are left out, as each process does again
     summaries = []
     for name in names:
         (summary,) = measure_in_processes(name, args.ops, args.repeat, 1, latency=True)

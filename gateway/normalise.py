@@ -9,6 +9,7 @@ order with a characteristic the venue does not support.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Callable, Union
 
@@ -121,6 +122,12 @@ def _required_str(message: FixMessage, tag: int, name: str) -> str:
             SessionReject(SessionRejectReason.TAG_WITHOUT_VALUE, tag, f"{name} ({tag}) has no value")
         )
     return value.decode("latin-1")
+
+
+def _symbol(message: FixMessage) -> str:
+    # Interned, so that every command for an instrument carries the same str object: the
+    # engine's compiled code remembers the books of recent symbols by identity.
+    return sys.intern(_required_str(message, tags.SYMBOL, "Symbol"))
 
 
 def _optional_str(message: FixMessage, tag: int) -> str | None:
@@ -252,7 +259,7 @@ def format_price(price: int | float) -> str:
 
 def _new_order(session_id: str, message: FixMessage) -> Command:
     cl_ord_id = _required_str(message, tags.CL_ORD_ID, "ClOrdID")
-    symbol = _required_str(message, tags.SYMBOL, "Symbol")
+    symbol = _symbol(message)
     side = _side(message)
     order_qty = _quantity(message, tags.ORDER_QTY, "OrderQty")
     ord_type = _enum(message, tags.ORD_TYPE, "OrdType", OrdType)
@@ -331,7 +338,7 @@ def _cancel(session_id: str, message: FixMessage) -> Command:
         session_id=session_id,
         cl_ord_id=_required_str(message, tags.CL_ORD_ID, "ClOrdID"),
         orig_cl_ord_id=_required_str(message, tags.ORIG_CL_ORD_ID, "OrigClOrdID"),
-        symbol=_required_str(message, tags.SYMBOL, "Symbol"),
+        symbol=_symbol(message),
         side=_side(message),
         order_id=_optional_str(message, tags.ORDER_ID),
     )
@@ -345,7 +352,7 @@ def _replace(session_id: str, message: FixMessage) -> Command:
         session_id=session_id,
         cl_ord_id=_required_str(message, tags.CL_ORD_ID, "ClOrdID"),
         orig_cl_ord_id=_required_str(message, tags.ORIG_CL_ORD_ID, "OrigClOrdID"),
-        symbol=_required_str(message, tags.SYMBOL, "Symbol"),
+        symbol=_symbol(message),
         side=_side(message),
         ord_type=ord_type,
         order_qty=_quantity(message, tags.ORDER_QTY, "OrderQty"),
@@ -360,7 +367,7 @@ def _status(session_id: str, message: FixMessage) -> Command:
     return OrderStatusRequest(
         session_id=session_id,
         cl_ord_id=_required_str(message, tags.CL_ORD_ID, "ClOrdID"),
-        symbol=_required_str(message, tags.SYMBOL, "Symbol"),
+        symbol=_symbol(message),
         side=_side(message),
         order_id=_optional_str(message, tags.ORDER_ID),
     )
@@ -374,7 +381,7 @@ def _mass_cancel(session_id: str, message: FixMessage) -> Outcome:
     if request_type == MASS_CANCEL_ALL:
         return MassCancel(session_id=session_id, cl_ord_id=cl_ord_id, symbol=None, side=side)
     if request_type == MASS_CANCEL_BY_SECURITY:
-        symbol = _required_str(message, tags.SYMBOL, "Symbol")
+        symbol = _symbol(message)
         return MassCancel(session_id=session_id, cl_ord_id=cl_ord_id, symbol=symbol, side=side)
     return MassCancelRejected(
         cl_ord_id, request_type,

@@ -521,7 +521,7 @@ def _copy(text: str) -> str:
     return "".join(list(text))
 
 
-def test_equal_session_and_symbol_strings_that_are_new_objects() -> None:
+def test_fresh_session_and_symbol_objects() -> None:
     # The compiled code remembers the session and symbol strings of recent commands by
     # identity. A gateway may hand it an equal string in a new object, as a parser does for
     # each message, and eight sessions take turns, more than it remembers at once.
