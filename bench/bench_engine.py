@@ -696,9 +696,13 @@ def measure_in_processes(
         done = subprocess.run(command, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith(CHILD_RESULT)]
         if done.returncode != 0 or not lines:
+            failure = (
+                f"failed with exit code {done.returncode}" if done.returncode != 0
+                else f"exited without a {CHILD_RESULT.strip()} line"
+            )
             raise SystemExit(
-                f"a benchmark process for workload {name} failed with exit code "
-                f"{done.returncode}:\n{done.stderr[-2000:]}"
+                f"a benchmark process for workload {name} {failure}. The end of its "
+                f"standard error:\n{done.stderr[-2000:]}"
             )
         results.append(json.loads(lines[-1][len(CHILD_RESULT):]))
     return results

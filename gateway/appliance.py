@@ -103,6 +103,8 @@ class Appliance:
             ],
             firms=venue.firms,
         )
+        # One str object per listed Symbol (55), which every command for it carries.
+        self._symbols = {symbol: symbol for symbol in self.engine.symbols}
         self.market_data = MarketDataPublisher(self.engine)
         self.risk = RiskGate(venue.instruments)
         thresholds = venue.surveillance
@@ -294,7 +296,7 @@ class Appliance:
             for msg_type, body in self.market_data.on_request(session.session_id, message):
                 session.send(msg_type, body)
             return
-        outcome = normalise(session.session_id, message)
+        outcome = normalise(session.session_id, message, self._symbols)
         if isinstance(outcome, NewOrder) and self._is_poss_resend_duplicate(outcome, message):
             # A PossResend (97) order whose ClOrdID (11) the venue already has is the same
             # order sent again, so the venue replies with its current status instead.

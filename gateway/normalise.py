@@ -9,7 +9,7 @@ order with a characteristic the venue does not support.
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Union
 
@@ -94,8 +94,15 @@ class _FieldError(Exception):
         self.reject = reject
 
 
-def normalise(session_id: str, message: FixMessage) -> Outcome:
-    """Turn one application message of ``session_id`` into a command or a reject."""
+def normalise(
+    session_id: str, message: FixMessage, symbols: Mapping[str, str] | None = None
+) -> Outcome:
+    """Turn one application message of ``session_id`` into a command or a reject.
+
+    ``symbols`` maps each listed Symbol (55) to the venue's own str object for it, which
+    the command then carries: the engine's compiled code remembers the books of recent
+    symbols by the identity of that object.
+    """
     builder = _BUILDERS.get(message.msg_type)
     if builder is None:
         return BusinessReject(
@@ -103,7 +110,7 @@ def normalise(session_id: str, message: FixMessage) -> Outcome:
             f"MsgType (35) {message.msg_type!r} is not supported by the venue",
         )
     try:
-        return builder(session_id, message)
+        return builder(session_id, message, symbols or _NO_SYMBOLS)
     except _FieldError as exc:
         return exc.reject
 
@@ -124,10 +131,12 @@ def _required_str(message: FixMessage, tag: int, name: str) -> str:
     return value.decode("latin-1")
 
 
-def _symbol(message: FixMessage) -> str:
-    # Interned, so that every command for an instrument carries the same str object: the
-    # engine's compiled code remembers the books of recent symbols by identity.
-    return sys.intern(_required_str(message, tags.SYMBOL, "Symbol"))
+_NO_SYMBOLS: Mapping[str, str] = {}
+
+
+def _symbol(message: FixMessage, symbols: Mapping[str, str]) -> str:
+    symbol = _required_str(message, tags.SYMBOL, "Symbol")
+    return symbols.get(symbol, symbol)
 
 
 def _optional_str(message: FixMessage, tag: int) -> str | None:
@@ -257,9 +266,9 @@ def format_price(price: int | float) -> str:
 # ---------------------------------------------------------------------- builders
 
 
-def _new_order(session_id: str, message: FixMessage) -> Command:
+def _new_order(session_id: str, message: FixMessage, symbols: Mapping[str, str]) -> Command:
     cl_ord_id = _required_str(message, tags.CL_ORD_ID, "ClOrdID")
-    symbol = _symbol(message)
+    symbol = _symbol(message, symbols)
     side = _side(message)
     order_qty = _quantity(message, tags.ORDER_QTY, "OrderQty")
     ord_type = _enum(message, tags.ORD_TYPE, "OrdType", OrdType)
@@ -333,18 +342,18 @@ class _SideValue(str):
         return super().__new__(cls, value)
 
 
-def _cancel(session_id: str, message: FixMessage) -> Command:
+def _cancel(session_id: str, message: FixMessage, symbols: Mapping[str, str]) -> Command:
     return CancelOrder(
         session_id=session_id,
         cl_ord_id=_required_str(message, tags.CL_ORD_ID, "ClOrdID"),
         orig_cl_ord_id=_required_str(message, tags.ORIG_CL_ORD_ID, "OrigClOrdID"),
-        symbol=_symbol(message),
+        symbol=_symbol(message, symbols),
         side=_side(message),
         order_id=_optional_str(message, tags.ORDER_ID),
     )
 
 
-def _replace(session_id: str, message: FixMessage) -> Command:
+def _replace(session_id: str, message: FixMessage, symbols: Mapping[str, str]) -> Command:
     ord_type = _enum(message, tags.ORD_TYPE, "OrdType", OrdType)
     price = _price(message)
     time_in_force = _enum(message, tags.TIME_IN_FORCE, "TimeInForce", TimeInForce, TimeInForce.DAY)
@@ -352,7 +361,7 @@ def _replace(session_id: str, message: FixMessage) -> Command:
         session_id=session_id,
         cl_ord_id=_required_str(message, tags.CL_ORD_ID, "ClOrdID"),
         orig_cl_ord_id=_required_str(message, tags.ORIG_CL_ORD_ID, "OrigClOrdID"),
-        symbol=_symbol(message),
+        symbol=_symbol(message, symbols),
         side=_side(message),
         ord_type=ord_type,
         order_qty=_quantity(message, tags.ORDER_QTY, "OrderQty"),
@@ -363,17 +372,17 @@ def _replace(session_id: str, message: FixMessage) -> Command:
     )
 
 
-def _status(session_id: str, message: FixMessage) -> Command:
+def _status(session_id: str, message: FixMessage, symbols: Mapping[str, str]) -> Command:
     return OrderStatusRequest(
         session_id=session_id,
         cl_ord_id=_required_str(message, tags.CL_ORD_ID, "ClOrdID"),
-        symbol=_symbol(message),
+        symbol=_symbol(message, symbols),
         side=_side(message),
         order_id=_optional_str(message, tags.ORDER_ID),
     )
 
 
-def _mass_cancel(session_id: str, message: FixMessage) -> Outcome:
+def _mass_cancel(session_id: str, message: FixMessage, symbols: Mapping[str, str]) -> Outcome:
     cl_ord_id = _required_str(message, tags.CL_ORD_ID, "ClOrdID")
     request_type = _required_str(message, tags.MASS_CANCEL_REQUEST_TYPE, "MassCancelRequestType")
     side_raw = message.get(tags.SIDE)
@@ -381,7 +390,7 @@ def _mass_cancel(session_id: str, message: FixMessage) -> Outcome:
     if request_type == MASS_CANCEL_ALL:
         return MassCancel(session_id=session_id, cl_ord_id=cl_ord_id, symbol=None, side=side)
     if request_type == MASS_CANCEL_BY_SECURITY:
-        symbol = _symbol(message)
+        symbol = _symbol(message, symbols)
         return MassCancel(session_id=session_id, cl_ord_id=cl_ord_id, symbol=symbol, side=side)
     return MassCancelRejected(
         cl_ord_id, request_type,
@@ -390,7 +399,7 @@ def _mass_cancel(session_id: str, message: FixMessage) -> Outcome:
     )
 
 
-_BUILDERS: dict[str, Callable[[str, FixMessage], Outcome]] = {
+_BUILDERS: dict[str, Callable[[str, FixMessage, Mapping[str, str]], Outcome]] = {
     MsgType.NEW_ORDER_SINGLE: _new_order,
     MsgType.ORDER_CANCEL_REQUEST: _cancel,
     MsgType.ORDER_CANCEL_REPLACE_REQUEST: _replace,
