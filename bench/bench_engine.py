@@ -42,9 +42,9 @@ and lightmatchingengine's about 2 % slower.
 
 A ratio between books moves from one process to the next by more than the runs within
 a process show. ``--processes N`` measures the throughput of each workload in N fresh
-processes, one after another, and prints each book's median and range, and the median
-and range of fixgw's ratio to it (each ratio taken within one process). It measures no
-latency.
+processes, one after another, and prints each book's median and range, the median and
+range of fixgw's ratio to it (each ratio taken within one process), and that ratio in
+each process. It measures no latency.
 """
 
 from __future__ import annotations
@@ -726,6 +726,11 @@ def print_spread(name: str, ops: int, results: list[dict[str, Any]]) -> None:
             if book != "fixgw" else ""
         )
         print(f"{book:<29} {statistics.median(values):>13,.0f} {span:>23}   {ratio}")
+    print("\nfixgw's ratio to each book in each process, in the order the processes ran:")
+    for book in throughputs[0]:
+        if book != "fixgw":
+            ratios = ", ".join(f"{run['fixgw'] / run[book]:.2f}x" for run in throughputs)
+            print(f"{book:<29} {ratios}")
 
 
 if __name__ == "__main__":
