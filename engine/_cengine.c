@@ -731,6 +731,22 @@ index_get(IndexObject *ix, PyObject *key)
     return slot >= 0 ? ix->table[slot].value : NULL;
 }
 
+/* Put a new entry in ``slot``, a free slot that index_probe gave for ``key``. */
+static inline void
+index_insert_at(IndexObject *ix, Py_ssize_t slot, PyObject *key, Py_hash_t hash, PyObject *value)
+{
+    if (ix->tags[slot] == TAG_EMPTY) {
+        ix->filled++;
+    }
+    IndexEntry *e = &ix->table[slot];
+    e->hash = hash;
+    e->key = Py_NewRef(key);
+    e->value = Py_NewRef(value);
+    ix->tags[slot] = index_tag(hash);
+    ix->used++;
+    ix->version++;
+}
+
 /* Map ``key`` to ``value``. With ``keep`` set, an existing value stays. Returns the value
  * now held (borrowed), or NULL on error. */
 static PyObject *
@@ -772,16 +788,7 @@ index_put(IndexObject *ix, PyObject *key, PyObject *value, int keep)
             return ix->table[slot].value;
         }
     }
-    if (ix->tags[free_slot] == TAG_EMPTY) {
-        ix->filled++;
-    }
-    IndexEntry *e = &ix->table[free_slot];
-    e->hash = hash;
-    e->key = Py_NewRef(key);
-    e->value = Py_NewRef(value);
-    ix->tags[free_slot] = index_tag(hash);
-    ix->used++;
-    ix->version++;
+    index_insert_at(ix, free_slot, key, hash, value);
     return value;
 }
 
@@ -1551,12 +1558,6 @@ level_append(PyObject *orders, PyObject *order)
         return queue_slot(q, order) >= 0 ? 0 : queue_append(q, order);
     }
     return PyObject_SetItem(orders, order, Py_None);
-}
-
-static inline int
-level_has(PyObject *orders, PyObject *order)
-{
-    return queue_slot((QueueObject *)orders, order) >= 0;
 }
 
 static inline int
@@ -2406,12 +2407,23 @@ order_by_id(Accel *a, PyObject *order_id)
     return order;
 }
 
+/* Where find_for_change looked up a cancel's or replace's new ClOrdID (11) in the
+ * session's index: the key's slot or, when absent, the free slot for it, and the index's
+ * version then. take_cl_ord_id uses them to index the ClOrdID without a second probe
+ * when nothing changed the index in between. */
+typedef struct {
+    IndexObject *index;
+    Py_hash_t hash;
+    Py_ssize_t slot, free_slot;
+    size_t version;
+} IndexPlace;
+
 /* The live, resting order a cancel or replace names, when every check of
- * MatchingEngine._find_for_change passes; NULL with no error set otherwise. *index_out
- * is then the session's ClOrdID index. */
+ * MatchingEngine._find_for_change passes; NULL with no error set otherwise. *place
+ * then gives the session's ClOrdID index and where ``cl_ord_id`` goes in it. */
 static PyObject *
 find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *orig_cl_ord_id,
-                PyObject *order_id, PyObject *symbol, PyObject *side, IndexObject **index_out)
+                PyObject *order_id, PyObject *symbol, PyObject *side, IndexPlace *place)
 {
     /* Exact strings only: comparing them runs no Python code that could change the
      * index or the order while they are borrowed here. */
@@ -2460,25 +2472,43 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
     if (same_symbol <= 0) {
         return NULL;
     }
-    PyObject *holder = index_get(index, cl_ord_id);
-    if (holder != NULL) {
-        PyObject *holder_status = SLOT(holder, order_off[O_ORD_STATUS]);
+    Py_hash_t hash = PyObject_Hash(cl_ord_id);
+    if (hash == -1) {
+        return NULL;
+    }
+    Py_ssize_t free_slot;
+    Py_ssize_t slot = index_probe(index, cl_ord_id, hash, &free_slot);
+    if (slot == -2) {
+        return NULL;
+    }
+    if (slot >= 0) {
+        PyObject *holder_status = SLOT(index->table[slot].value, order_off[O_ORD_STATUS]);
         if (holder_status == ST_NEW || holder_status == ST_PARTIALLY_FILLED) {
             return NULL;
         }
     }
-    else if (PyErr_Occurred()) {
-        return NULL;
-    }
-    *index_out = index;
+    place->index = index;
+    place->hash = hash;
+    place->slot = slot;
+    place->free_slot = free_slot;
+    place->version = index->version;
     return order;
 }
 
 /* The level ``order`` rests in (borrowed) and its key (new reference), or NULL. NULL
  * without an error also when the level's or the order's quantities are beyond the fast
  * paths' range, so that Python takes the command before anything changed. */
+/* Where level_of found a resting order in its level's queue: the queue's table slot, and
+ * the queue's version then, so that unrest takes the order out without a second probe
+ * when nothing changed the queue in between. */
+typedef struct {
+    QueueObject *queue;
+    Py_ssize_t slot;
+    size_t version;
+} QueuePlace;
+
 static PyObject *
-level_of(PyObject *side_obj, PyObject *order, PyObject **key_out)
+level_of(PyObject *side_obj, PyObject *order, PyObject **key_out, QueuePlace *place)
 {
     long long sign = PyLong_AsLongLong(SLOT(side_obj, side_off[S_SIGN]));
     int ok = 1;
@@ -2492,7 +2522,11 @@ level_of(PyObject *side_obj, PyObject *order, PyObject **key_out)
     }
     PyObject *level = PyDict_GetItemWithError(SLOT(side_obj, side_off[S_LEVELS]), key);
     if (level != NULL && Py_IS_TYPE(SLOT(level, level_off[L_ORDERS]), &Queue_type)) {
-        int in = level_has(SLOT(level, level_off[L_ORDERS]), order);
+        QueueObject *q = (QueueObject *)SLOT(level, level_off[L_ORDERS]);
+        place->queue = q;
+        place->slot = queue_slot(q, order);
+        place->version = q->version;
+        int in = place->slot >= 0;
         as_ll(SLOT(level, level_off[L_TOTAL_QTY]), &ok);
         as_ll(SLOT(level, level_off[L_LEAVES_QTY]), &ok);
         as_ll(SLOT(order, order_off[O_VISIBLE_QTY]), &ok);
@@ -2508,9 +2542,13 @@ level_of(PyObject *side_obj, PyObject *order, PyObject **key_out)
 
 /* Take a resting order out of its level, as BookSide.remove does. */
 static int
-unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key)
+unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key, const QueuePlace *place)
 {
-    if (level_remove(SLOT(level, level_off[L_ORDERS]), order) < 0) {
+    QueueObject *q = (QueueObject *)SLOT(level, level_off[L_ORDERS]);
+    if (q == place->queue && q->version == place->version) {
+        Py_DECREF(queue_take(q, place->slot));
+    }
+    else if (level_remove((PyObject *)q, order) < 0) {
         return -1;
     }
     set_slot_ref(order, order_off[O_SEQ], s_zero);
@@ -2532,12 +2570,25 @@ unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key)
     return 0;
 }
 
-/* Give a live order its new ClOrdID (11) and index it under that ClOrdID in ``index``,
- * its session's index. */
+/* Give a live order its new ClOrdID (11) and index it under that ClOrdID in its session's
+ * index, at the place find_for_change found for it. */
 static int
-take_cl_ord_id(PyObject *order, PyObject *cl_ord_id, IndexObject *index)
+take_cl_ord_id(PyObject *order, PyObject *cl_ord_id, const IndexPlace *place)
 {
     set_slot_ref(order, order_off[O_CL_ORD_ID], cl_ord_id);
+    IndexObject *index = place->index;
+    if (index->version == place->version) {
+        if (place->slot >= 0) {
+            Py_SETREF(index->table[place->slot].value, Py_NewRef(order));
+            return 0;
+        }
+        /* Within index_put's bound on used and removed slots: past it, index_put grows
+         * the table. */
+        if (place->free_slot >= 0 && 2 * (index->filled + 1) <= index->capacity) {
+            index_insert_at(index, place->free_slot, cl_ord_id, place->hash, order);
+            return 0;
+        }
+    }
     return index_put(index, cl_ord_id, order, 0) == NULL ? -1 : 0;
 }
 
@@ -2548,11 +2599,11 @@ cancel_order(Accel *a, PyObject *cmd)
     if (!PyUnicode_CheckExact(cl_ord_id)) {
         return NOT_TAKEN;
     }
-    IndexObject *index;
+    IndexPlace place;
     PyObject *order = find_for_change(
         a, SLOT(cmd, cancel_off[C_SESSION_ID]), cl_ord_id, SLOT(cmd, cancel_off[C_ORIG_CL_ORD_ID]),
         SLOT(cmd, cancel_off[C_ORDER_ID]), SLOT(cmd, cancel_off[C_SYMBOL]),
-        SLOT(cmd, cancel_off[C_SIDE]), &index);
+        SLOT(cmd, cancel_off[C_SIDE]), &place);
     if (order == NULL) {
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
     }
@@ -2566,7 +2617,8 @@ cancel_order(Accel *a, PyObject *cmd)
         return NULL;
     }
     Py_DECREF(opposite);
-    PyObject *level = level_of(own, order, &key);
+    QueuePlace in_level;
+    PyObject *level = level_of(own, order, &key, &in_level);
     if (level == NULL) {
         Py_DECREF(own);
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
@@ -2575,8 +2627,8 @@ cancel_order(Accel *a, PyObject *cmd)
     PyObject *previous = Py_NewRef(SLOT(order, order_off[O_CL_ORD_ID]));
     PyObject *result = NULL;
     CountersObject *c = a->counters;
-    if (take_cl_ord_id(order, cl_ord_id, index) < 0
-        || unrest(own, order, level, key) < 0) {
+    if (take_cl_ord_id(order, cl_ord_id, &place) < 0
+        || unrest(own, order, level, key, &in_level) < 0) {
         goto done;
     }
     PyObject *zero = PyLong_FromLong(0);
@@ -2634,11 +2686,11 @@ replace_order(Accel *a, PyObject *cmd)
         || SLOT(cmd, replace_off[R_EXPIRE_DATE]) != Py_None) {
         return NOT_TAKEN;
     }
-    IndexObject *index;
+    IndexPlace place;
     PyObject *order = find_for_change(
         a, SLOT(cmd, replace_off[R_SESSION_ID]), cl_ord_id,
         SLOT(cmd, replace_off[R_ORIG_CL_ORD_ID]), SLOT(cmd, replace_off[R_ORDER_ID]),
-        SLOT(cmd, replace_off[R_SYMBOL]), SLOT(cmd, replace_off[R_SIDE]), &index);
+        SLOT(cmd, replace_off[R_SYMBOL]), SLOT(cmd, replace_off[R_SIDE]), &place);
     if (order == NULL) {
         return PyErr_Occurred() ? NULL : NOT_TAKEN;
     }
@@ -2676,7 +2728,8 @@ replace_order(Accel *a, PyObject *cmd)
         return NULL;
     }
     Py_DECREF(opposite);
-    PyObject *level = level_of(own, order, &key);
+    QueuePlace in_level;
+    PyObject *level = level_of(own, order, &key, &in_level);
     if (level == NULL) {
         Py_DECREF(own);
         Py_DECREF(book);
@@ -2687,7 +2740,7 @@ replace_order(Accel *a, PyObject *cmd)
     PyObject *previous = Py_NewRef(SLOT(order, order_off[O_CL_ORD_ID]));
     PyObject *events = NULL;
     CountersObject *c = a->counters;
-    if (take_cl_ord_id(order, cl_ord_id, index) < 0) {
+    if (take_cl_ord_id(order, cl_ord_id, &place) < 0) {
         goto error;
     }
     set_slot_ref(order, order_off[O_TIME_IN_FORCE], tif);
@@ -2717,7 +2770,7 @@ replace_order(Accel *a, PyObject *cmd)
         goto done;
     }
     /* Any other change: out of the book, then in again as an aggressor. */
-    if (unrest(own, order, level, key) < 0) {
+    if (unrest(own, order, level, key, &in_level) < 0) {
         goto error;
     }
     set_slot_ref(order, order_off[O_PRICE], price_obj);
