@@ -36,9 +36,9 @@ then once more without them, as "fixgw, pure Python", so both figures come from 
 run. ``--floor`` times what the event contract costs in pure Python.
 
 Each workload runs in a fresh process of its own, with every book taking turns in it,
-so that what one workload leaves in the heap does not slow the next. Measured in one
-process right after limit, fixgw's mix ran 5 to 8 % slower than in a fresh process,
-and lightmatchingengine's about 2 % slower.
+so that what one workload leaves in the heap does not slow the next. In one process
+right after limit, fixgw's mix measured 5 to 8 % slower than in a fresh process, and
+lightmatchingengine's about 2 % slower.
 
 A ratio between books moves from one process to the next by more than the runs within
 a process show. ``--processes N`` measures the throughput of each workload in N fresh
@@ -92,6 +92,13 @@ BUY_SESSION = "S-BUY"
 SELL_SESSION = "S-SELL"
 DEFAULT_OPS = 100_000
 DEFAULT_REPEAT = 5
+
+# Workload name: (price spread in ticks, share of cancels, share of replaces).
+WORKLOADS = {
+    "limit": (50, 0.0, 0.0),
+    "mix": (50, 0.30, 0.10),
+    "wide": (1000, 0.0, 0.0),
+}
 
 Op = tuple[Any, ...]  # ("new", oid, is_buy, price, qty) | ("cancel", oid) | ("replace", oid, price, qty)
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -614,7 +621,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ops", type=int, default=DEFAULT_OPS, help="operations per workload")
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="timed runs per book, best reported")
-    parser.add_argument("--workload", choices=("limit", "mix", "wide"), action="append", help="run only these workloads")
+    parser.add_argument("--workload", choices=tuple(WORKLOADS), action="append", help="run only these workloads")
     parser.add_argument("--floor", action="store_true", help="also time what the event contract costs per operation")
     parser.add_argument(
         "--processes", type=int, default=1, metavar="N",
@@ -655,13 +662,6 @@ def main() -> None:
     if args.floor:
         measure_floor(summaries)
 
-
-# Workload name: (price spread in ticks, share of cancels, share of replaces).
-WORKLOADS = {
-    "limit": (50, 0.0, 0.0),
-    "mix": (50, 0.30, 0.10),
-    "wide": (1000, 0.0, 0.0),
-}
 
 CHILD_RESULT = "RESULT "
 

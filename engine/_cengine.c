@@ -731,20 +731,70 @@ index_get(IndexObject *ix, PyObject *key)
     return slot >= 0 ? ix->table[slot].value : NULL;
 }
 
-/* Put a new entry in ``slot``, a free slot that index_probe gave for ``key``. */
-static inline void
-index_insert_at(IndexObject *ix, Py_ssize_t slot, PyObject *key, Py_hash_t hash, PyObject *value)
+/* The place of a key in an index, found when the index had ``version``. ``slot`` holds
+ * the key, or is -1 and ``free_slot`` is where the key would go. A check can find the
+ * place and a later change use it without a second probe, unless the index changed. */
+typedef struct {
+    IndexObject *index;
+    Py_hash_t hash;
+    Py_ssize_t slot, free_slot;
+    size_t version;
+} IndexPlace;
+
+/* Find the place of ``key`` in ``ix``. Returns 0, or -1 on error. */
+static int
+index_locate(IndexObject *ix, PyObject *key, IndexPlace *place)
 {
+    place->index = ix;
+    place->hash = PyObject_Hash(key);
+    if (place->hash == -1) {
+        return -1;
+    }
+    place->slot = index_probe(ix, key, place->hash, &place->free_slot);
+    place->version = ix->version;
+    return place->slot == -2 ? -1 : 0;
+}
+
+/* Map ``key`` to ``value`` at its place, found by index_locate for this key and found
+ * again if the index changed since. With ``keep`` set, an existing value stays. Returns
+ * the value now held (borrowed), or NULL on error. */
+static PyObject *
+index_put_at(IndexPlace *place, PyObject *key, PyObject *value, int keep)
+{
+    IndexObject *ix = place->index;
+    if (ix->version != place->version && index_locate(ix, key, place) < 0) {
+        return NULL;
+    }
+    /* At most half the slots in use or removed, so probe runs stay short. */
+    if (place->slot < 0 && 2 * (ix->filled + 1) > ix->capacity) {
+        Py_ssize_t capacity = INDEX_MIN_CAPACITY;
+        while (capacity < 4 * (ix->used + 1)) {
+            capacity *= 2;
+        }
+        /* After the resize the key is found only if a key's __eq__ inserted it. */
+        if (index_resize(ix, capacity) < 0 || index_locate(ix, key, place) < 0) {
+            return NULL;
+        }
+    }
+    if (place->slot >= 0) {
+        IndexEntry *e = &ix->table[place->slot];
+        if (!keep) {
+            Py_SETREF(e->value, Py_NewRef(value));
+        }
+        return e->value;
+    }
+    Py_ssize_t slot = place->free_slot;
     if (ix->tags[slot] == TAG_EMPTY) {
         ix->filled++;
     }
     IndexEntry *e = &ix->table[slot];
-    e->hash = hash;
+    e->hash = place->hash;
     e->key = Py_NewRef(key);
     e->value = Py_NewRef(value);
-    ix->tags[slot] = index_tag(hash);
+    ix->tags[slot] = index_tag(place->hash);
     ix->used++;
     ix->version++;
+    return value;
 }
 
 /* Map ``key`` to ``value``. With ``keep`` set, an existing value stays. Returns the value
@@ -752,44 +802,11 @@ index_insert_at(IndexObject *ix, Py_ssize_t slot, PyObject *key, Py_hash_t hash,
 static PyObject *
 index_put(IndexObject *ix, PyObject *key, PyObject *value, int keep)
 {
-    Py_hash_t hash = PyObject_Hash(key);
-    if (hash == -1) {
+    IndexPlace place;
+    if (index_locate(ix, key, &place) < 0) {
         return NULL;
     }
-    Py_ssize_t free_slot;
-    Py_ssize_t slot = index_probe(ix, key, hash, &free_slot);
-    if (slot == -2) {
-        return NULL;
-    }
-    if (slot >= 0) {
-        IndexEntry *e = &ix->table[slot];
-        if (!keep) {
-            Py_SETREF(e->value, Py_NewRef(value));
-        }
-        return e->value;
-    }
-    /* At most half the slots in use or removed, so probe runs stay short. */
-    if (2 * (ix->filled + 1) > ix->capacity) {
-        Py_ssize_t capacity = INDEX_MIN_CAPACITY;
-        while (capacity < 4 * (ix->used + 1)) {
-            capacity *= 2;
-        }
-        if (index_resize(ix, capacity) < 0) {
-            return NULL;
-        }
-        slot = index_probe(ix, key, hash, &free_slot);
-        if (slot == -2) {
-            return NULL;
-        }
-        if (slot >= 0) {  /* only if a key's __eq__ inserted it meanwhile */
-            if (!keep) {
-                Py_SETREF(ix->table[slot].value, Py_NewRef(value));
-            }
-            return ix->table[slot].value;
-        }
-    }
-    index_insert_at(ix, free_slot, key, hash, value);
-    return value;
+    return index_put_at(&place, key, value, keep);
 }
 
 static int
@@ -1617,19 +1634,19 @@ typedef struct {
     PyObject *firms;         /* session_id -> Firm */
     PyObject *order_prefix, *exec_prefix, *trade_prefix;
     PyObject *fallback;      /* MatchingEngine.process, unbound */
-    /* The sessions and symbols of the latest commands, by identity, with their ClOrdID
-     * index, firm and book: commands of one session carry the session's own string, so
-     * most of them skip the dict lookups. Each cached key is held, so its address
-     * cannot name another string, and none of the values changes while the engine
-     * lives: a session's index and a symbol's book are added once and never replaced,
-     * and the firms are fixed when the engine is built. */
+    /* The session and symbol strings of the latest commands, compared by identity, with
+     * each session's ClOrdID index and firm and each symbol's book. The commands of one
+     * session carry the same strings, so most of them skip the dict lookups. Each cached
+     * string is held, so its address cannot come to name another string. No cached value
+     * changes while the engine lives, because a session's index and a symbol's book are
+     * added once and never replaced, and the firms are fixed when the engine is built. */
     PyObject *session_keys[CACHE_WAYS], *session_indexes[CACHE_WAYS], *session_firms[CACHE_WAYS];
     PyObject *symbol_keys[CACHE_WAYS], *symbol_books[CACHE_WAYS];
     int next_session, next_symbol;
 } Accel;
 
-/* The ClOrdID index (an Index) and the firm (or None) of a session, borrowed. Returns 1,
- * or 0 when the session has no Index yet, or -1 on error. */
+/* Find a session's ClOrdID index and firm (or None), both borrowed. Returns 1, or 0 when
+ * the session has no Index yet, or -1 on error. */
 static int
 session_of(Accel *a, PyObject *session_id, IndexObject **index, PyObject **firm)
 {
@@ -1661,7 +1678,7 @@ session_of(Accel *a, PyObject *session_id, IndexObject **index, PyObject **firm)
     return 1;
 }
 
-/* The book of a symbol, borrowed, or NULL (with an error set only on error). */
+/* Return the book of a symbol (borrowed), or NULL, with an error set only on failure. */
 static PyObject *
 book_of(Accel *a, PyObject *symbol)
 {
@@ -2407,17 +2424,6 @@ order_by_id(Accel *a, PyObject *order_id)
     return order;
 }
 
-/* Where find_for_change looked up a cancel's or replace's new ClOrdID (11) in the
- * session's index: the key's slot or, when absent, the free slot for it, and the index's
- * version then. take_cl_ord_id uses them to index the ClOrdID without a second probe
- * when nothing changed the index in between. */
-typedef struct {
-    IndexObject *index;
-    Py_hash_t hash;
-    Py_ssize_t slot, free_slot;
-    size_t version;
-} IndexPlace;
-
 /* The live, resting order a cancel or replace names, when every check of
  * MatchingEngine._find_for_change passes; NULL with no error set otherwise. *place
  * then gives the session's ClOrdID index and where ``cl_ord_id`` goes in it. */
@@ -2472,41 +2478,31 @@ find_for_change(Accel *a, PyObject *session_id, PyObject *cl_ord_id, PyObject *o
     if (same_symbol <= 0) {
         return NULL;
     }
-    Py_hash_t hash = PyObject_Hash(cl_ord_id);
-    if (hash == -1) {
+    /* The place of the new ClOrdID (11), where take_cl_ord_id indexes it. */
+    if (index_locate(index, cl_ord_id, place) < 0) {
         return NULL;
     }
-    Py_ssize_t free_slot;
-    Py_ssize_t slot = index_probe(index, cl_ord_id, hash, &free_slot);
-    if (slot == -2) {
-        return NULL;
-    }
-    if (slot >= 0) {
-        PyObject *holder_status = SLOT(index->table[slot].value, order_off[O_ORD_STATUS]);
+    if (place->slot >= 0) {
+        PyObject *holder_status = SLOT(index->table[place->slot].value, order_off[O_ORD_STATUS]);
         if (holder_status == ST_NEW || holder_status == ST_PARTIALLY_FILLED) {
             return NULL;
         }
     }
-    place->index = index;
-    place->hash = hash;
-    place->slot = slot;
-    place->free_slot = free_slot;
-    place->version = index->version;
     return order;
 }
 
-/* The level ``order`` rests in (borrowed) and its key (new reference), or NULL. NULL
- * without an error also when the level's or the order's quantities are beyond the fast
- * paths' range, so that Python takes the command before anything changed. */
-/* Where level_of found a resting order in its level's queue: the queue's table slot, and
- * the queue's version then, so that unrest takes the order out without a second probe
- * when nothing changed the queue in between. */
+/* A resting order's slot in its level's queue, found by level_of, with the queue's
+ * version then. unrest takes the order out there without a second probe, unless the
+ * queue changed in between. */
 typedef struct {
     QueueObject *queue;
     Py_ssize_t slot;
     size_t version;
 } QueuePlace;
 
+/* The level ``order`` rests in (borrowed) and its key (new reference), or NULL. NULL
+ * without an error also when the level's or the order's quantities are beyond the fast
+ * paths' range, so that Python takes the command before anything changed. */
 static PyObject *
 level_of(PyObject *side_obj, PyObject *order, PyObject **key_out, QueuePlace *place)
 {
@@ -2573,23 +2569,10 @@ unrest(PyObject *side_obj, PyObject *order, PyObject *level, PyObject *key, cons
 /* Give a live order its new ClOrdID (11) and index it under that ClOrdID in its session's
  * index, at the place find_for_change found for it. */
 static int
-take_cl_ord_id(PyObject *order, PyObject *cl_ord_id, const IndexPlace *place)
+take_cl_ord_id(PyObject *order, PyObject *cl_ord_id, IndexPlace *place)
 {
     set_slot_ref(order, order_off[O_CL_ORD_ID], cl_ord_id);
-    IndexObject *index = place->index;
-    if (index->version == place->version) {
-        if (place->slot >= 0) {
-            Py_SETREF(index->table[place->slot].value, Py_NewRef(order));
-            return 0;
-        }
-        /* Within index_put's bound on used and removed slots: past it, index_put grows
-         * the table. */
-        if (place->free_slot >= 0 && 2 * (index->filled + 1) <= index->capacity) {
-            index_insert_at(index, place->free_slot, cl_ord_id, place->hash, order);
-            return 0;
-        }
-    }
-    return index_put(index, cl_ord_id, order, 0) == NULL ? -1 : 0;
+    return index_put_at(place, cl_ord_id, order, 0) == NULL ? -1 : 0;
 }
 
 static PyObject *
@@ -2644,9 +2627,9 @@ done:
     return result;
 }
 
-/* The event list of a replace whose OrderQty (38) is not above the order's CumQty (14):
- * the CancelReject that MatchingEngine._check_replace builds. Such a replace names an
- * order that has traded, so the fast paths meet it in every busy book. */
+/* Build the event list of a replace whose OrderQty (38) is not above the order's CumQty
+ * (14), the CancelReject that MatchingEngine._check_replace builds. Such a replace names
+ * an order that has traded, so the fast paths meet it in every busy book. */
 static PyObject *
 replace_not_above_filled(PyObject *cmd, PyObject *order, long long qty, long long cum_qty)
 {

@@ -94,14 +94,17 @@ class _FieldError(Exception):
         self.reject = reject
 
 
+_NO_SYMBOLS: Mapping[str, str] = {}
+
+
 def normalise(
-    session_id: str, message: FixMessage, symbols: Mapping[str, str] | None = None
+    session_id: str, message: FixMessage, symbols: Mapping[str, str] = _NO_SYMBOLS
 ) -> Outcome:
     """Turn one application message of ``session_id`` into a command or a reject.
 
-    ``symbols`` maps each listed Symbol (55) to the venue's own str object for it, which
-    the command then carries: the engine's compiled code remembers the books of recent
-    symbols by the identity of that object.
+    ``symbols`` maps each listed Symbol (55) to the venue's own str object for it, and
+    the command carries that object. The engine's compiled code finds the books of recent
+    symbols by the identity of their str objects.
     """
     builder = _BUILDERS.get(message.msg_type)
     if builder is None:
@@ -110,7 +113,7 @@ def normalise(
             f"MsgType (35) {message.msg_type!r} is not supported by the venue",
         )
     try:
-        return builder(session_id, message, symbols or _NO_SYMBOLS)
+        return builder(session_id, message, symbols)
     except _FieldError as exc:
         return exc.reject
 
@@ -129,9 +132,6 @@ def _required_str(message: FixMessage, tag: int, name: str) -> str:
             SessionReject(SessionRejectReason.TAG_WITHOUT_VALUE, tag, f"{name} ({tag}) has no value")
         )
     return value.decode("latin-1")
-
-
-_NO_SYMBOLS: Mapping[str, str] = {}
 
 
 def _symbol(message: FixMessage, symbols: Mapping[str, str]) -> str:
