@@ -477,6 +477,19 @@ order_event(PyObject *order, PyObject *exec_id, PyObject *exec_type, PyObject *o
         SLOT(order, order_off[O_CUM_NOTIONAL]), s_zero, s_zero, Py_None);
 }
 
+/* A new event list holding ``event``, which it steals; NULL on error. */
+static PyObject *
+one_event_list(PyObject *event)
+{
+    PyObject *events = PyList_New(1);
+    if (events == NULL) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    PyList_SET_ITEM(events, 0, event);
+    return events;
+}
+
 /* A new event list holding one ExecutionEvent from the order's state, numbered with the
  * next ExecID (17). */
 static PyObject *
@@ -486,16 +499,7 @@ report_list(PyObject *exec_prefix, long long *exec_count, PyObject *order, PyObj
     *exec_count += 1;
     PyObject *exec_id = make_id(exec_prefix, *exec_count);
     PyObject *e = exec_id ? order_event(order, exec_id, exec_type, orig_cl_ord_id) : NULL;
-    if (e == NULL) {
-        return NULL;
-    }
-    PyObject *events = PyList_New(1);
-    if (events == NULL) {
-        Py_DECREF(e);
-        return NULL;
-    }
-    PyList_SET_ITEM(events, 0, e);
-    return events;
+    return e == NULL ? NULL : one_event_list(e);
 }
 
 /* The aggressor's TRADE event, the resting order's TRADE event and the Trade of one
@@ -2645,16 +2649,7 @@ replace_not_above_filled(PyObject *cmd, PyObject *order, long long qty, long lon
     };
     PyObject *reject = PyObject_Vectorcall(CancelReject_type, args, 8, NULL);
     Py_DECREF(text);
-    if (reject == NULL) {
-        return NULL;
-    }
-    PyObject *events = PyList_New(1);
-    if (events == NULL) {
-        Py_DECREF(reject);
-        return NULL;
-    }
-    PyList_SET_ITEM(events, 0, reject);
-    return events;
+    return reject == NULL ? NULL : one_event_list(reject);
 }
 
 static PyObject *
